@@ -1,0 +1,55 @@
+# kasten-bp: every target installs what it needs first (idempotent, quick when done).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LAB ?= $(CURDIR)/.lab/demo
+CONFIG ?= kasten-bp.yaml
+BACKUP_ID ?=
+PYTEST_ARGS ?=
+
+.PHONY: install check-tools jars lint test test-unit test-integration demo bench clean backup verify kube-env
+
+install: check-tools $(BIN)/.installed jars
+
+check-tools:
+	@command -v java >/dev/null || { echo "error: java not found: install a JDK >= 17 (apt-get install openjdk-17-jdk)"; exit 2; }
+	@command -v mvn >/dev/null || { echo "error: mvn not found: install Apache Maven (apt-get install maven)"; exit 2; }
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python >= 3.11"; exit 2; }
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+jars: $(BIN)/.installed
+	@$(BIN)/python -m kasten_bp.lab.jars >/dev/null && echo "Kafka jars ready"
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check kasten_bp tests scripts
+	$(BIN)/ruff format --check kasten_bp tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: install lint
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+test-unit: $(BIN)/.installed
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/python scripts/demo.py --workdir $(LAB)
+
+bench: install
+	$(BIN)/python scripts/bench.py
+
+backup: install
+	$(BIN)/kasten-bp backup --config $(CONFIG)
+
+verify: install
+	$(BIN)/kasten-bp verify $(BACKUP_ID) --config $(CONFIG)
+
+clean:
+	-[ -d $(LAB) ] && $(BIN)/kasten-bp lab down --workdir $(LAB)
+	rm -rf .lab .pytest_cache .mypy_cache .ruff_cache

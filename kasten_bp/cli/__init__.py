@@ -1,0 +1,18 @@
+"""The kasten-bp command line: thin commands over the engine (parse -> validate -> run)."""
+
+from __future__ import annotations
+
+import typer
+
+from kasten_bp.cli import lab
+
+app = typer.Typer(
+    help="Application-consistent Kafka backups through a MirrorMaker 2 mirror.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(lab.app, name="lab")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,3 @@
+from kasten_bp.cli import main
+
+main()

@@ -1,0 +1,130 @@
+"""Kafka Connect REST client for the MM2 connectors: state, stop, resume, offsets."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from tenacity import (
+    retry,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from kasten_bp.errors import KastenBpError, UsageError
+
+# Connector states as Connect reports them (KIP-875 added STOPPED).
+RUNNING, PAUSED, STOPPED = "RUNNING", "PAUSED", "STOPPED"
+
+
+def _retriable(exc: BaseException) -> bool:
+    if isinstance(exc, httpx.TransportError):
+        return True
+    if isinstance(exc, httpx.HTTPStatusError):
+        # 409: a rebalance is in progress; 429/5xx: try again.
+        return exc.response.status_code in (409, 429) or exc.response.status_code >= 500
+    return False
+
+
+_retry = retry(
+    retry=retry_if_exception(_retriable),
+    wait=wait_exponential_jitter(multiplier=0.2, max=3),
+    stop=stop_after_delay(60),
+    reraise=True,
+)
+
+
+class ConnectClient:
+    def __init__(self, url: str, timeout: float = 15.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ConnectClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _path(name: str, suffix: str = "") -> str:
+        # Strimzi-style names contain "->": encode everything but nothing else.
+        return f"/connectors/{quote(name, safe='')}{suffix}"
+
+    @_retry
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, path, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._request(method, path, **kwargs)
+        except httpx.HTTPStatusError as exc:
+            body = exc.response.text.strip()[:200]
+            if exc.response.status_code == 404:
+                raise UsageError(f"{what}: not found on Connect {self.url} ({body})") from None
+            raise KastenBpError(f"{what}: HTTP {exc.response.status_code}: {body}") from None
+        except httpx.TransportError as exc:
+            raise KastenBpError(f"{what}: Connect {self.url} unreachable: {exc}") from None
+
+    def reachable(self) -> bool:
+        try:
+            return self._http.get("/").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def connectors(self) -> list[str]:
+        return list(self._call("GET", "/connectors", "listing connectors").json())
+
+    def put_config(self, name: str, config: dict[str, str]) -> None:
+        self._call("PUT", self._path(name, "/config"), f"connector {name}", json=config)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", self._path(name, "/status"), f"connector {name}").json())
+
+    def state(self, name: str) -> str:
+        return str(self.status(name)["connector"]["state"])
+
+    def all_running(self, name: str) -> bool:
+        """Connector and every task RUNNING. MM2 connectors have no tasks until there is
+        something to do (no topics, no groups yet), so zero tasks is not a failure."""
+        st = self.status(name)
+        tasks = st.get("tasks", [])
+        return st["connector"]["state"] == RUNNING and all(t["state"] == RUNNING for t in tasks)
+
+    def failed_trace(self, name: str) -> str | None:
+        st = self.status(name)
+        for part in [st["connector"], *st.get("tasks", [])]:
+            if part.get("state") == "FAILED":
+                return str(part.get("trace", "")).strip().splitlines()[0]
+        return None
+
+    def stop(self, name: str) -> None:
+        self._call("PUT", self._path(name, "/stop"), f"stopping connector {name}")
+
+    def pause(self, name: str) -> None:
+        self._call("PUT", self._path(name, "/pause"), f"pausing connector {name}")
+
+    def resume(self, name: str) -> None:
+        self._call("PUT", self._path(name, "/resume"), f"resuming connector {name}")
+
+    def restore_state(self, name: str, state: str) -> None:
+        """Put a connector back into a recorded state."""
+        if state == RUNNING:
+            self.resume(name)
+        elif state == PAUSED:
+            self.pause(name)
+        elif state == STOPPED:
+            self.stop(name)
+        else:
+            raise KastenBpError(f"connector {name}: cannot restore unknown state {state}")
+
+    def offsets(self, name: str) -> list[dict[str, Any]]:
+        """Committed source offsets (KIP-875): [{"partition": {...}, "offset": {...}}]."""
+        body = self._call("GET", self._path(name, "/offsets"), f"offsets of connector {name}")
+        return list(body.json().get("offsets", []))

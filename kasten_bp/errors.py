@@ -1,0 +1,33 @@
+"""Errors that carry the CLI exit code they map to (see the CLI contract in the README)."""
+
+from __future__ import annotations
+
+
+class KastenBpError(Exception):
+    """Base class; `exit_code` is what the CLI exits with."""
+
+    exit_code = 3
+
+
+class UsageError(KastenBpError):
+    """Bad input or configuration; nothing was changed."""
+
+    exit_code = 2
+
+
+class RunFailed(KastenBpError):
+    """A run failed and was rolled back."""
+
+    exit_code = 3
+
+
+class RollbackFailed(KastenBpError):
+    """A run failed and rolling it back failed too: a person must act."""
+
+    exit_code = 4
+
+
+class WaitTimeout(KastenBpError):
+    """A bounded wait ran out; the message says what it waited for."""
+
+    exit_code = 3

@@ -1,0 +1,138 @@
+"""Cluster metadata: topics, partitions, watermarks, health."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from kasten_bp.errors import KastenBpError, UsageError
+from kasten_bp.kafka import clients
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    topic: str
+    partition: int
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+def describe_partitions(bootstrap: str, timeout: float = 10.0) -> list[PartitionState]:
+    md = clients.admin(bootstrap).list_topics(timeout=timeout)
+    out = []
+    for topic in md.topics.values():
+        if topic.error is not None:
+            raise KastenBpError(f"topic {topic.topic} on {bootstrap}: {topic.error}")
+        for p in topic.partitions.values():
+            out.append(
+                PartitionState(str(topic.topic), p.id, p.leader, tuple(p.replicas), tuple(p.isrs))
+            )
+    return out
+
+
+def broker_ids(bootstrap: str, timeout: float = 10.0) -> list[int]:
+    md = clients.admin(bootstrap).list_topics(timeout=timeout)
+    return sorted(md.brokers)
+
+
+def topics(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:
+    """Topic name -> partition count."""
+    md = clients.admin(bootstrap).list_topics(timeout=timeout)
+    return {str(t.topic): len(t.partitions) for t in md.topics.values() if t.error is None}
+
+
+def all_partitions_healthy(bootstrap: str, expected_brokers: int) -> bool:
+    """Every broker registered, every partition led, every ISR full."""
+    if len(broker_ids(bootstrap)) < expected_brokers:
+        return False
+    for p in describe_partitions(bootstrap):
+        if p.leader < 0 or set(p.isr) != set(p.replicas):
+            return False
+    return True
+
+
+def create_topic(
+    bootstrap: str,
+    name: str,
+    partitions: int,
+    replication_factor: int = -1,
+    config: dict[str, str] | None = None,
+) -> None:
+    client = clients.admin(bootstrap)  # must outlive its futures
+    futures = client.create_topics(
+        [NewTopic(name, partitions, replication_factor, config=config or {})]
+    )
+    for topic, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.name() == "TOPIC_ALREADY_EXISTS":
+                continue
+            raise UsageError(f"creating topic {topic} on {bootstrap}: {err.str()}") from None
+
+
+def delete_topics(bootstrap: str, names: list[str]) -> None:
+    if not names:
+        return
+    client = clients.admin(bootstrap)  # must outlive its futures
+    for topic, future in client.delete_topics(names).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                raise KastenBpError(f"deleting topic {topic}: {exc.args[0].str()}") from None
+
+
+def watermarks(
+    bootstrap: str, partitions: list[tuple[str, int]], timeout: float = 10.0
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (log start offset, high watermark)."""
+    if not partitions:
+        return {}
+    consumer = clients.consumer(bootstrap, {"isolation.level": "read_uncommitted"})
+    try:
+        out = {}
+        for topic, partition in partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout, cached=False
+            )
+            out[(topic, partition)] = (low, high)
+        return out
+    finally:
+        consumer.close()
+
+
+def offsets_for_times(
+    bootstrap: str, partition: tuple[str, int], timestamp_ms: int, timeout: float = 10.0
+) -> int:
+    """Earliest offset whose timestamp is >= timestamp_ms (-1 when none)."""
+    consumer = clients.consumer(bootstrap)
+    try:
+        (tp,) = consumer.offsets_for_times(
+            [TopicPartition(partition[0], partition[1], timestamp_ms)], timeout=timeout
+        )
+        if tp.error is not None:
+            raise KastenBpError(f"offset lookup on {partition[0]}[{partition[1]}]: {tp.error}")
+        return int(tp.offset)
+    finally:
+        consumer.close()
+
+
+def committed_group_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
+    """A consumer group's committed offsets."""
+    admin = clients.admin(bootstrap)
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
+    out: dict[tuple[str, int], int] = {}
+    for future in futures.values():
+        result: Any = future.result()
+        for tp in result.topic_partitions:
+            if tp.error is None and tp.offset >= 0:
+                out[(tp.topic, tp.partition)] = tp.offset
+    return out

@@ -1,0 +1,200 @@
+"""KRaft clusters made of local broker processes (each broker also a controller).
+
+A static quorum (`controller.quorum.voters`) is used on purpose: a dynamic quorum records
+voter endpoints in the metadata log, and a cluster restored from a snapshot must come up on
+new ports.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from kasten_bp.errors import UsageError
+from kasten_bp.lab import jars, processes
+from kasten_bp.lab.ports import free_ports, is_listening
+
+BROKER_HEAP = os.environ.get("KASTEN_BP_BROKER_HEAP", "384m")
+# C1-only JIT and the serial GC keep eight JVMs on two cores responsive.
+JVM_FLAGS = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]
+LOG4J2 = Path(__file__).with_name("log4j2.properties")
+
+
+class BrokerSpec(BaseModel):
+    id: int
+    port: int
+    controller_port: int
+    log_dir: str
+    run_dir: str
+
+    @property
+    def config_path(self) -> Path:
+        return Path(self.run_dir) / "server.properties"
+
+    @property
+    def handle(self) -> processes.Supervised:
+        run = Path(self.run_dir)
+        return processes.Supervised("broker", run / "broker.pid", run / "broker.out")
+
+    @property
+    def server_log(self) -> Path:
+        return Path(self.run_dir) / "server.log"
+
+
+class ClusterSpec(BaseModel):
+    name: str
+    cluster_id: str
+    brokers: list[BrokerSpec]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{b.port}" for b in self.brokers)
+
+    def broker(self, broker_id: int) -> BrokerSpec:
+        for b in self.brokers:
+            if b.id == broker_id:
+                return b
+        raise UsageError(f"cluster {self.name} has no broker {broker_id}")
+
+
+def new_cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+def plan_cluster(name: str, root: Path, size: int, cluster_id: str | None = None) -> ClusterSpec:
+    """Choose ports and directories for a cluster of `size` brokers under root/name."""
+    if size < 1:
+        raise UsageError(f"cluster {name} needs at least 1 broker, got {size}")
+    ports = free_ports(2 * size)
+    brokers = [
+        BrokerSpec(
+            id=i + 1,
+            port=ports[2 * i],
+            controller_port=ports[2 * i + 1],
+            log_dir=str(root / name / f"broker-{i + 1}" / "data"),
+            run_dir=str(root / name / f"broker-{i + 1}"),
+        )
+        for i in range(size)
+    ]
+    return ClusterSpec(name=name, cluster_id=cluster_id or new_cluster_id(), brokers=brokers)
+
+
+def broker_properties(cluster: ClusterSpec, broker: BrokerSpec) -> str:
+    rf = min(3, len(cluster.brokers))
+    voters = ",".join(f"{b.id}@127.0.0.1:{b.controller_port}" for b in cluster.brokers)
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": broker.id,
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://127.0.0.1:{broker.port},CONTROLLER://127.0.0.1:{broker.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{broker.port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": broker.log_dir,
+        "num.partitions": 3,
+        "default.replication.factor": rf,
+        "min.insync.replicas": 1,
+        "auto.create.topics.enable": "false",
+        "offsets.topic.replication.factor": rf,
+        "offsets.topic.num.partitions": 5,
+        "transaction.state.log.replication.factor": rf,
+        "transaction.state.log.min.isr": 1,
+        "transaction.state.log.num.partitions": 5,
+        "share.coordinator.state.topic.replication.factor": rf,
+        "share.coordinator.state.topic.min.isr": 1,
+        "group.initial.rebalance.delay.ms": 0,
+        "broker.heartbeat.interval.ms": 500,
+        "broker.session.timeout.ms": 4000,
+        "unclean.leader.election.enable": "false",
+        "num.io.threads": 2,
+        "num.network.threads": 2,
+        "num.recovery.threads.per.data.dir": 1,
+        "background.threads": 2,
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def write_configs(cluster: ClusterSpec) -> None:
+    for broker in cluster.brokers:
+        Path(broker.run_dir).mkdir(parents=True, exist_ok=True)
+        broker.config_path.write_text(broker_properties(cluster, broker))
+
+
+def format_storage(cluster: ClusterSpec) -> None:
+    """`kafka-storage format` for every broker whose log dir is not formatted yet."""
+    java = jars.check_java()
+    for broker in cluster.brokers:
+        if (Path(broker.log_dir) / "meta.properties").exists():
+            continue
+        cmd = [java, *JVM_FLAGS, "-cp", jars.classpath(), "kafka.tools.StorageTool", "format"]
+        cmd += ["-t", cluster.cluster_id, "-c", str(broker.config_path)]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise UsageError(
+                f"formatting broker {broker.id} of cluster {cluster.name} failed: "
+                + (result.stderr or result.stdout).strip().splitlines()[-1]
+            )
+
+
+def start_broker(cluster: ClusterSpec, broker: BrokerSpec) -> processes.Supervised:
+    if broker.handle.alive():
+        return broker.handle
+    java = jars.check_java()
+    argv = [
+        java,
+        f"-Xmx{BROKER_HEAP}",
+        "-Xms64m",
+        *JVM_FLAGS,
+        f"-Dlog4j2.configurationFile={LOG4J2}",
+        f"-Dkasten.log.file={broker.server_log}",
+        "-cp",
+        jars.classpath(),
+        "kafka.Kafka",
+        str(broker.config_path),
+    ]
+    return processes.start("broker", argv, Path(broker.run_dir), marker=str(broker.config_path))
+
+
+def start_cluster(cluster: ClusterSpec) -> None:
+    for broker in cluster.brokers:
+        start_broker(cluster, broker)
+
+
+def stop_brokers(brokers: list[BrokerSpec], timeout: float = 60.0) -> None:
+    """Stop brokers concurrently: stopping a KRaft quorum one by one loses it half-way."""
+    if not brokers:
+        return
+    with ThreadPoolExecutor(max_workers=len(brokers)) as pool:
+        list(pool.map(lambda b: processes.stop(b.handle, timeout=timeout), brokers))
+
+
+def brokers_listening(cluster: ClusterSpec) -> bool:
+    return all(b.handle.alive() and is_listening(b.port) for b in cluster.brokers)
+
+
+def dead_broker(cluster: ClusterSpec) -> BrokerSpec | None:
+    """A broker whose process has exited, if any (to fail a wait early with its log)."""
+    for b in cluster.brokers:
+        if not b.handle.alive():
+            return b
+    return None
+
+
+def last_log_lines(broker: BrokerSpec, count: int = 5) -> str:
+    for path in (broker.server_log, broker.handle.log_file):
+        if path.exists():
+            lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+            if lines:
+                return " | ".join(lines[-count:])
+    return "(no log)"

@@ -1,0 +1,311 @@
+"""The embedded lab: a primary and a mirror KRaft cluster with MM2 between them.
+
+Everything lives under one directory: lab.json (the plan: ports, ids, dirs), one run dir
+per process with its pid file and logs, and kasten-bp.yaml for later commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from kasten_bp.config import (
+    Config,
+    ConnectConfig,
+    KafkaEndpoint,
+    LocalPlatformConfig,
+    ReplicationConfig,
+    write_config,
+)
+from kasten_bp.connect import ConnectClient
+from kasten_bp.errors import KastenBpError, UsageError
+from kasten_bp.kafka import admin
+from kasten_bp.lab import jars, kraft, mm2, processes
+from kasten_bp.lab.kraft import ClusterSpec
+from kasten_bp.lab.ports import free_ports, is_listening
+from kasten_bp.waiting import StopWaiting, announce, wait_for
+
+STATE_FILE = "lab.json"
+CONFIG_FILE = "kasten-bp.yaml"
+
+
+class LabState(BaseModel):
+    version: int = 1
+    primary: ClusterSpec
+    mirror: ClusterSpec
+    connect: mm2.ConnectSpec
+    replication_policy: str = "identity"
+    restored: dict[str, ClusterSpec] = {}
+
+
+class Lab:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir.resolve()
+
+    @property
+    def state_path(self) -> Path:
+        return self.workdir / STATE_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / CONFIG_FILE
+
+    @property
+    def catalog_dir(self) -> Path:
+        return self.workdir / "catalog"
+
+    def load_state(self) -> LabState | None:
+        if not self.state_path.exists():
+            return None
+        return LabState.model_validate_json(self.state_path.read_text())
+
+    def save_state(self, state: LabState) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(state.model_dump_json(indent=2))
+        os.replace(tmp, self.state_path)
+
+    def require_state(self) -> LabState:
+        state = self.load_state()
+        if state is None:
+            raise UsageError(
+                f"no lab in {self.workdir} (run `kasten-bp lab up --workdir {self.workdir}`)"
+            )
+        return state
+
+    # --- up -------------------------------------------------------------------------
+
+    def up(
+        self,
+        primary_brokers: int = 1,
+        mirror_brokers: int = 3,
+        policy: str = "identity",
+        timeout: float = 240.0,
+    ) -> dict[str, Any]:
+        if primary_brokers < 1:
+            raise UsageError(f"--primary-brokers must be at least 1, got {primary_brokers}")
+        if mirror_brokers < 1:
+            raise UsageError(f"--mirror-brokers must be at least 1, got {mirror_brokers}")
+        if policy not in mm2.POLICIES:
+            raise UsageError(f"--replication-policy must be identity or default, got {policy}")
+        jars.ensure_kafka_jars()
+        state = self.load_state()
+        if state is not None:
+            self._check_same_shape(state, primary_brokers, mirror_brokers, policy)
+        else:
+            if self.workdir.exists() and any(self.workdir.iterdir()):
+                raise UsageError(
+                    f"{self.workdir} is not empty and holds no lab: choose another --workdir"
+                )
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            state = LabState(
+                primary=kraft.plan_cluster("primary", self.workdir, primary_brokers),
+                mirror=kraft.plan_cluster("mirror", self.workdir, mirror_brokers),
+                connect=mm2.ConnectSpec(
+                    port=free_ports(1)[0], run_dir=str(self.workdir / "connect")
+                ),
+                replication_policy=policy,
+            )
+            self.save_state(state)
+        self._start(state, timeout)
+        self._write_config(state)
+        return self.describe(state)
+
+    def _check_same_shape(self, state: LabState, primary: int, mirror: int, policy: str) -> None:
+        have = (len(state.primary.brokers), len(state.mirror.brokers), state.replication_policy)
+        if have != (primary, mirror, policy) and self.any_running(state):
+            raise UsageError(
+                f"{self.workdir} belongs to a running lab with {have[0]} primary and {have[1]} "
+                f"mirror brokers ({have[2]} policy): run `kasten-bp lab down --workdir "
+                f"{self.workdir}` first or choose another --workdir"
+            )
+        if have != (primary, mirror, policy):
+            raise UsageError(
+                f"{self.workdir} holds a stopped lab with {have[0]} primary and {have[1]} mirror "
+                f"brokers ({have[2]} policy): choose another --workdir or remove it"
+            )
+
+    def _start(self, state: LabState, timeout: float) -> None:
+        for cluster in (state.primary, state.mirror):
+            kraft.write_configs(cluster)
+            kraft.format_storage(cluster)
+            kraft.start_cluster(cluster)
+        for cluster in (state.primary, state.mirror):
+            self.wait_cluster_ready(cluster, timeout)
+        state.connect.config_path.parent.mkdir(parents=True, exist_ok=True)
+        state.connect.config_path.write_text(
+            mm2.worker_properties(state.connect, state.mirror.bootstrap, len(state.mirror.brokers))
+        )
+        mm2.start_worker(state.connect)
+        self._ensure_connectors(state, timeout)
+
+    def wait_cluster_ready(self, cluster: ClusterSpec, timeout: float) -> None:
+        def ready() -> bool:
+            dead = kraft.dead_broker(cluster)
+            if dead is not None:
+                last = kraft.last_log_lines(dead)
+                raise StopWaiting(f"broker {dead.id} of cluster {cluster.name} exited: {last}")
+            return kraft.brokers_listening(cluster) and admin.all_partitions_healthy(
+                cluster.bootstrap, len(cluster.brokers)
+            )
+
+        wait_for(
+            f"cluster {cluster.name} ({len(cluster.brokers)} brokers) to be ready", ready, timeout
+        )
+
+    def _ensure_connectors(self, state: LabState, timeout: float) -> None:
+        spec = state.connect
+
+        def worker_up() -> bool:
+            if not spec.handle.alive():
+                raise StopWaiting(f"Connect worker exited: see {spec.run_dir}/connect.log")
+            with ConnectClient(spec.url) as client:
+                return client.reachable()
+
+        wait_for(f"Connect worker REST API at {spec.url}", worker_up, timeout)
+        with ConnectClient(spec.url) as client:
+            existing = set(client.connectors())
+            for name, cls in zip(mm2.connector_names(), mm2.CONNECTOR_CLASSES, strict=True):
+                if name not in existing:
+                    client.put_config(
+                        name,
+                        mm2.connector_config(
+                            cls,
+                            state.primary.bootstrap,
+                            state.mirror.bootstrap,
+                            len(state.mirror.brokers),
+                            state.replication_policy,
+                        ),
+                    )
+            for name in mm2.connector_names():
+
+                def running(name: str = name) -> bool:
+                    trace = client.failed_trace(name)
+                    if trace:
+                        raise StopWaiting(f"connector {name} failed: {trace}")
+                    return client.all_running(name)
+
+                wait_for(f"connector {name} and its tasks to be RUNNING", running, timeout)
+
+    def _write_config(self, state: LabState) -> None:
+        config = Config(
+            platform="local",
+            primary=KafkaEndpoint(bootstrap=state.primary.bootstrap),
+            mirror=KafkaEndpoint(bootstrap=state.mirror.bootstrap),
+            connect=ConnectConfig(url=state.connect.url, connectors=mm2.connector_names()),
+            replication=ReplicationConfig(
+                policy="identity" if state.replication_policy == "identity" else "default",
+                source_alias=mm2.SOURCE_ALIAS,
+            ),
+            catalog=str(self.catalog_dir),
+            local=LocalPlatformConfig(lab_dir=str(self.workdir)),
+        )
+        write_config(config, self.config_path)
+
+    # --- status / down ----------------------------------------------------------------
+
+    def all_processes(self) -> list[processes.Supervised]:
+        return processes.all_under(self.workdir) if self.workdir.exists() else []
+
+    def any_running(self, state: LabState | None = None) -> bool:
+        return any(p.alive() for p in self.all_processes())
+
+    def describe(self, state: LabState | None = None) -> dict[str, Any]:
+        state = state or self.require_state()
+
+        def brokers(cluster: ClusterSpec) -> list[dict[str, Any]]:
+            return [
+                {
+                    "id": b.id,
+                    "port": b.port,
+                    "log_dirs": [b.log_dir],
+                    "pid": b.handle.pid() if b.handle.alive() else None,
+                    "running": b.handle.alive(),
+                }
+                for b in cluster.brokers
+            ]
+
+        return {
+            "primary": {"bootstrap": state.primary.bootstrap, "brokers": brokers(state.primary)},
+            "mirror": {
+                "bootstrap": state.mirror.bootstrap,
+                "cluster_id": state.mirror.cluster_id,
+                "brokers": brokers(state.mirror),
+            },
+            "connect": {
+                "url": state.connect.url,
+                "pid": state.connect.handle.pid() if state.connect.handle.alive() else None,
+                "running": state.connect.handle.alive(),
+                "connectors": mm2.connector_names(),
+            },
+            "replication_policy": state.replication_policy,
+            "restored": {k: {"bootstrap": v.bootstrap} for k, v in state.restored.items()},
+            "config": str(self.config_path),
+        }
+
+    def status(self) -> dict[str, Any]:
+        state = self.require_state()
+        info = self.describe(state)
+        connectors: dict[str, str] = {}
+        if state.connect.handle.alive():
+            with ConnectClient(state.connect.url) as client:
+                for name in mm2.connector_names():
+                    try:
+                        connectors[name] = client.state(name)
+                    except KastenBpError as exc:
+                        connectors[name] = f"unknown ({exc})"
+        info["connect"]["connector_states"] = connectors
+        info["healthy"] = (
+            all(b["running"] for c in ("primary", "mirror") for b in info[c]["brokers"])
+            and info["connect"]["running"]
+            and all(s == "RUNNING" for s in connectors.values())
+        )
+        return info
+
+    def down(self) -> dict[str, Any]:
+        """Stop every process started under the workdir: Connect first, then brokers."""
+        procs = self.all_processes()
+        connect = [p for p in procs if p.name == "connect"]
+        others = [p for p in procs if p.name != "connect"]
+        stopped = []
+        for group in (connect, others):
+            live = [p for p in group if p.alive()]
+            from concurrent.futures import ThreadPoolExecutor
+
+            if live:
+                with ThreadPoolExecutor(max_workers=len(live)) as pool:
+                    list(pool.map(lambda p: processes.stop(p, timeout=30), live))
+            stopped += [str(p.pid_file.parent) for p in live]
+            for p in group:
+                p.pid_file.unlink(missing_ok=True)
+        ports = self._planned_ports()
+        deadline = time.monotonic() + 10
+        while any(is_listening(p) for p in ports) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        still = [p for p in ports if is_listening(p)]
+        if still:
+            raise KastenBpError(f"lab {self.workdir} is down but ports {still} still listen")
+        return {"workdir": str(self.workdir), "stopped": stopped}
+
+    def _planned_ports(self) -> list[int]:
+        state = self.load_state()
+        if state is None:
+            return []
+        clusters = [state.primary, state.mirror, *state.restored.values()]
+        ports = [state.connect.port]
+        for c in clusters:
+            for b in c.brokers:
+                ports += [b.port, b.controller_port]
+        return ports
+
+
+def lab_json(info: dict[str, Any]) -> str:
+    return json.dumps(info, indent=2)
+
+
+def announce_start(workdir: Path) -> None:
+    announce(f"starting lab in {workdir}")

@@ -1,0 +1,63 @@
+"""Bounded waits that say what they wait for."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from kasten_bp.errors import KastenBpError, WaitTimeout
+
+T = TypeVar("T")
+
+
+class StopWaiting(KastenBpError):
+    """Raised by a probe when the awaited condition can never happen (a process died)."""
+
+
+# A listener receives one line each time a wait starts, so the CLI can show progress.
+_listeners: list[Callable[[str], None]] = []
+
+
+def add_progress_listener(listener: Callable[[str], None]) -> None:
+    _listeners.append(listener)
+
+
+def clear_progress_listeners() -> None:
+    _listeners.clear()
+
+
+def announce(message: str) -> None:
+    for listener in list(_listeners):
+        listener(message)
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float,
+    interval: float = 0.25,
+    max_interval: float = 2.0,
+) -> T:
+    """Call `probe` until it returns something other than None/False, or time out.
+
+    Exceptions from `probe` count as "not yet"; the last one is named in the timeout.
+    """
+    announce(f"waiting for {what} (up to {timeout:.0f}s)")
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            result = probe()
+            if result is not None and result is not False:
+                return result
+            last_error = None
+        except StopWaiting:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any probe failure means "not ready yet"
+            last_error = exc
+        if time.monotonic() >= deadline:
+            detail = f": last error: {last_error}" if last_error else ""
+            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+        time.sleep(interval)
+        interval = min(interval * 1.5, max_interval)

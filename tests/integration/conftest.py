@@ -1,0 +1,42 @@
+"""Fixtures for integration tests: one real lab per session, a fresh topic per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kasten_bp.kafka import admin
+from kasten_bp.lab.lab import Lab
+
+from .helpers import LabHandle
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def lab(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabHandle]:
+    if request.config.getoption("--kafka-from") == "docker":
+        yield request.getfixturevalue("docker_lab")
+        return
+    workdir = Path(os.environ.get("KASTEN_BP_TEST_LAB") or tmp_path_factory.mktemp("lab"))
+    the_lab = Lab(workdir)
+    the_lab.up(primary_brokers=1, mirror_brokers=3)
+    try:
+        yield LabHandle(the_lab, the_lab.config_path)
+    finally:
+        if not os.environ.get("KASTEN_BP_KEEP_LAB"):
+            the_lab.down()
+
+
+@pytest.fixture
+def topic(lab: LabHandle) -> Iterator[str]:
+    """A fresh primary topic with 3 partitions."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    admin.create_topic(lab.primary, name, 3)
+    yield name

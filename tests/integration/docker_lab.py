@@ -1,0 +1,57 @@
+"""The lab from docker compose (pytest --kafka-from=docker). Needs a Docker engine, which
+CI machines do not have; the local-process lab is the default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kasten_bp.config import Config, ConnectConfig, KafkaEndpoint, write_config
+from kasten_bp.connect import ConnectClient
+from kasten_bp.kafka import admin
+from kasten_bp.lab import mm2
+
+from .helpers import LabHandle
+
+COMPOSE = Path(__file__).parents[1] / "docker" / "docker-compose.yml"
+# Inside the compose network the connectors reach the brokers by service name.
+PRIMARY_IN, MIRROR_IN = "primary:9092", "mirror:9092"
+PRIMARY_OUT, MIRROR_OUT, CONNECT_OUT = (
+    "127.0.0.1:19092",
+    "127.0.0.1:29092",
+    "http://127.0.0.1:28083",
+)
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file() -> str:
+    return str(COMPOSE)
+
+
+@pytest.fixture(scope="session")
+def docker_lab(docker_services: object, tmp_path_factory: pytest.TempPathFactory) -> LabHandle:
+    def ready() -> bool:
+        try:
+            admin.broker_ids(PRIMARY_OUT, timeout=2)
+            admin.broker_ids(MIRROR_OUT, timeout=2)
+            with ConnectClient(CONNECT_OUT) as c:
+                return c.reachable()
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+
+    docker_services.wait_until_responsive(timeout=180, pause=1, check=ready)  # type: ignore[attr-defined]
+    with ConnectClient(CONNECT_OUT) as client:
+        for name, cls in zip(mm2.connector_names(), mm2.CONNECTOR_CLASSES, strict=True):
+            client.put_config(name, mm2.connector_config(cls, PRIMARY_IN, MIRROR_IN, 1, "identity"))
+    path = tmp_path_factory.mktemp("docker-lab") / "kasten-bp.yaml"
+    write_config(
+        Config(
+            primary=KafkaEndpoint(bootstrap=PRIMARY_OUT),
+            mirror=KafkaEndpoint(bootstrap=MIRROR_OUT),
+            connect=ConnectConfig(url=CONNECT_OUT, connectors=mm2.connector_names()),
+            catalog=str(path.parent / "catalog"),
+        ),
+        path,
+    )
+    return LabHandle(None, path)
