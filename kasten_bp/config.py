@@ -53,6 +53,25 @@ class LocalPlatformConfig(BaseModel):
     lab_dir: str
 
 
+class KubernetesConfig(BaseModel):
+    """Where the mirror runs on Kubernetes (platforms strimzi and statefulset)."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str
+    # strimzi: the Kafka resource name; statefulset: the brokers' StatefulSet name.
+    cluster: str
+    # strimzi: the KafkaMirrorMaker2 name; statefulset: the MM2 Deployment/StatefulSet name.
+    mirrormaker: str | None = None
+    snapshot_class: str | None = None
+    # When set, one VolumeGroupSnapshot of this class instead of one VolumeSnapshot per PVC.
+    group_snapshot_class: str | None = None
+    restore_namespace: str | None = None
+    # Kafka's bootstrap of a restored cluster, when the tool cannot derive it.
+    restored_bootstrap: str | None = None
+    timeout_seconds: float = Field(300, gt=0)
+
+
 class Config(BaseModel):
     platform: Literal["local", "strimzi", "statefulset"] = "local"
     primary: KafkaEndpoint
@@ -62,6 +81,7 @@ class Config(BaseModel):
     catalog: str
     backup: BackupConfig = Field(default_factory=lambda: BackupConfig.model_validate({}))
     local: LocalPlatformConfig | None = None
+    kubernetes: KubernetesConfig | None = None
 
 
 def load_config(path: Path | None) -> Config:

@@ -1,0 +1,83 @@
+"""The manifest: what a backup captured, per partition, and where its snapshots are.
+
+Versioned: readers refuse a schema_version they do not know.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+
+
+class HeadRecord(BaseModel):
+    offset: int
+    timestamp: int
+    digest: str
+    # Where this record lives on the primary (None when it could not be translated).
+    primary_offset: int | None = None
+
+
+class PartitionHead(BaseModel):
+    topic: str
+    primary_topic: str
+    partition: int
+    log_start_offset: int
+    end_offset: int
+    compacted: bool = False
+    window_digest: str
+    head: list[HeadRecord]
+    # The last primary offset MM2 had committed for this partition at quiesce.
+    mm2_source_offset: int | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+
+class SnapshotRef(BaseModel):
+    broker_id: int
+    volume: str
+    location: str
+    size_bytes: int = 0
+    checksum: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClusterInfo(BaseModel):
+    bootstrap: str
+    cluster_id: str = ""
+    broker_ids: list[int] = Field(default_factory=list)
+
+
+class Manifest(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    backup_id: str
+    created_at: str
+    mode: str
+    platform: str
+    head_window: int
+    primary: ClusterInfo
+    mirror: ClusterInfo
+    replication_policy: str
+    source_alias: str
+    connectors: dict[str, str] = Field(default_factory=dict)
+    partitions: list[PartitionHead] = Field(default_factory=list)
+    snapshots: list[SnapshotRef] = Field(default_factory=list)
+
+    def partition(self, topic: str, partition: int) -> PartitionHead | None:
+        for p in self.partitions:
+            if p.topic == topic and p.partition == partition:
+                return p
+        return None
+
+
+def parse_manifest(data: dict[str, Any], where: str) -> Manifest:
+    from kasten_bp.errors import UsageError
+
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise UsageError(f"manifest {where} has schema_version {version}; this kasten-bp reads {SCHEMA_VERSION}")
+    return Manifest.model_validate(data)

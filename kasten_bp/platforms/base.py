@@ -1,0 +1,69 @@
+"""Where the mirror runs: the small protocol every platform implements."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kasten_bp.manifest import Manifest, SnapshotRef
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    id: int
+    running: bool
+    volumes: list[str] = field(default_factory=list)
+
+
+class MirrorMakerControl(Protocol):
+    """Stop and restore MM2's connectors; read what MM2 has committed."""
+
+    def connector_states(self) -> dict[str, str]: ...
+
+    def stop(self, names: list[str], timeout: float) -> None:
+        """Stop the connectors (tasks shut down, source offsets committed) and wait."""
+        ...
+
+    def restore(self, states: dict[str, str], timeout: float) -> None:
+        """Put connectors back into recorded states and wait until they are there."""
+        ...
+
+    def source_offsets(self) -> dict[tuple[str, int], int]:
+        """(primary topic, partition) -> last primary offset MM2 has committed as mirrored."""
+        ...
+
+
+class Platform(Protocol):
+    name: str
+    mirrormaker: MirrorMakerControl
+
+    def lock(self, owner: str) -> AbstractContextManager[None]:
+        """Refuse (UsageError) a second concurrent run against the same mirror."""
+        ...
+
+    def preflight(self) -> list[str]:
+        """Problems that make a backup impossible; empty when all is well."""
+        ...
+
+    def mirror_cluster_id(self) -> str: ...
+
+    def brokers(self) -> list[BrokerInfo]: ...
+
+    def stop_brokers(self, broker_ids: list[int], timeout: float) -> None:
+        """Flush and stop cleanly, waiting until they are gone."""
+        ...
+
+    def start_brokers(self, broker_ids: list[int], timeout: float) -> None:
+        """Start and wait until every partition has a leader and a full ISR."""
+        ...
+
+    def snapshot_volumes(self, backup_id: str, broker_ids: list[int], timeout: float) -> list[SnapshotRef]: ...
+
+    def delete_snapshots(self, backup_id: str) -> None:
+        """Idempotent: deleting what does not exist is fine."""
+        ...
+
+    def restore(self, manifest: Manifest, timeout: float) -> dict[str, Any]:
+        """Bring up a new cluster from the snapshots; returns at least {"bootstrap": ...}."""
+        ...

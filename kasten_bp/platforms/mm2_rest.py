@@ -1,0 +1,59 @@
+"""MM2 control through the Kafka Connect REST API (the lab; Strimzi through a proxy)."""
+
+from __future__ import annotations
+
+from kasten_bp.connect import STOPPED, ConnectClient
+from kasten_bp.errors import KastenBpError
+from kasten_bp.waiting import StopWaiting, wait_for
+
+
+class ConnectRestMirrorMaker:
+    def __init__(self, url: str, connectors: list[str]) -> None:
+        self.url = url
+        self.connectors = connectors
+
+    def connector_states(self) -> dict[str, str]:
+        with ConnectClient(self.url) as client:
+            return {name: client.state(name) for name in self.connectors}
+
+    def stop(self, names: list[str], timeout: float) -> None:
+        with ConnectClient(self.url) as client:
+            for name in names:
+                client.stop(name)
+            for name in names:
+                wait_for(
+                    f"connector {name} to be STOPPED",
+                    lambda name=name: client.state(name) == STOPPED
+                    and not client.status(name).get("tasks"),
+                    timeout,
+                )
+
+    def restore(self, states: dict[str, str], timeout: float) -> None:
+        with ConnectClient(self.url) as client:
+            for name, state in states.items():
+                client.restore_state(name, state)
+            for name, state in states.items():
+
+                def reached(name: str = name, state: str = state) -> bool:
+                    trace = client.failed_trace(name)
+                    if trace:
+                        raise StopWaiting(f"connector {name} failed: {trace}")
+                    if state == "RUNNING":
+                        return client.all_running(name)
+                    return client.state(name) == state
+
+                wait_for(f"connector {name} to be {state}", reached, timeout)
+
+    def source_offsets(self) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        with ConnectClient(self.url) as client:
+            for name in self.connectors:
+                if not name.endswith("MirrorSourceConnector"):
+                    continue
+                for entry in client.offsets(name):
+                    part, off = entry.get("partition", {}), entry.get("offset", {})
+                    try:
+                        out[(str(part["topic"]), int(part["partition"]))] = int(off["offset"])
+                    except (KeyError, TypeError, ValueError):
+                        raise KastenBpError(f"connector {name}: unexpected offset entry {entry}") from None
+        return out

@@ -1,0 +1,100 @@
+"""The run journal: written to the catalog before every transition, so a crashed run can
+be found and rolled back by the next invocation."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from kasten_bp.catalog.base import Catalog, backup_key
+from kasten_bp.workflow.states import RunState, StepStatus, check_transition
+
+JOURNAL = "journal.json"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class StepRecord(BaseModel):
+    name: str
+    status: StepStatus = StepStatus.PENDING
+    plan: dict[str, Any] = Field(default_factory=dict)
+    result: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    undo_error: str | None = None
+    started: float | None = None
+    ended: float | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return round(self.ended - self.started, 3)
+
+
+class Journal(BaseModel):
+    backup_id: str
+    command: str
+    mode: str
+    state: RunState = RunState.PENDING
+    created_at: str = Field(default_factory=now_iso)
+    updated_at: str = Field(default_factory=now_iso)
+    owner: dict[str, Any] = Field(default_factory=dict)
+    steps: list[StepRecord] = Field(default_factory=list)
+    error: str | None = None
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    # Times the engine noted (MM2 stopped/resumed, brokers stopped/serving).
+    marks: dict[str, float] = Field(default_factory=dict)
+
+    def step(self, name: str) -> StepRecord:
+        for record in self.steps:
+            if record.name == name:
+                return record
+        raise KeyError(name)
+
+    def claim(self) -> None:
+        self.owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}
+
+
+class JournalStore:
+    """Reads and writes journals in a catalog."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def save(self, journal: Journal) -> None:
+        journal.updated_at = now_iso()
+        self.catalog.write_json(backup_key(journal.backup_id, JOURNAL), journal.model_dump(mode="json"))
+
+    def transition(self, journal: Journal, state: RunState, note: str = "") -> None:
+        check_transition(journal.state, state)
+        journal.events.append({"at": now_iso(), "from": journal.state, "to": state, "note": note})
+        journal.state = state
+        self.save(journal)
+
+    def load(self, backup_id: str) -> Journal | None:
+        data = self.catalog.read_json(backup_key(backup_id, JOURNAL))
+        return Journal.model_validate(data) if data else None
+
+    def all(self) -> list[Journal]:
+        out = []
+        for key in self.catalog.list_keys("backups/"):
+            if key.endswith(f"/{JOURNAL}"):
+                data = self.catalog.read_json(key)
+                if data:
+                    out.append(Journal.model_validate(data))
+        return sorted(out, key=lambda j: j.created_at)
+
+    def unfinished(self) -> list[Journal]:
+        done = {RunState.COMPLETED, RunState.FAILED_ROLLED_BACK}
+        return [j for j in self.all() if j.state not in done]
+
+
+def mark(journal: Journal, name: str) -> None:
+    journal.marks[name] = time.time()
