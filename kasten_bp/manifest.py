@@ -79,5 +79,7 @@ def parse_manifest(data: dict[str, Any], where: str) -> Manifest:
 
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise UsageError(f"manifest {where} has schema_version {version}; this kasten-bp reads {SCHEMA_VERSION}")
+        raise UsageError(
+            f"manifest {where} has schema_version {version}; this kasten-bp reads {SCHEMA_VERSION}"
+        )
     return Manifest.model_validate(data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from kasten_bp.cli import lab
+from kasten_bp.cli import backups, lab
 
 app = typer.Typer(
     help="Application-consistent Kafka backups through a MirrorMaker 2 mirror.",
@@ -12,6 +12,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(lab.app, name="lab")
+backups.register(app)
 
 
 def main() -> None:

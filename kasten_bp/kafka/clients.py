@@ -10,6 +10,8 @@ from confluent_kafka.admin import AdminClient
 
 # librdkafka logs through Python logging instead of writing to stderr.
 _LOG = logging.getLogger("kasten_bp.librdkafka")
+_LOG.addHandler(logging.NullHandler())
+_LOG.propagate = False
 
 
 def _base(bootstrap: str, extra: dict[str, Any] | None) -> dict[str, Any]:

@@ -58,7 +58,9 @@ class Platform(Protocol):
         """Start and wait until every partition has a leader and a full ISR."""
         ...
 
-    def snapshot_volumes(self, backup_id: str, broker_ids: list[int], timeout: float) -> list[SnapshotRef]: ...
+    def snapshot_volumes(
+        self, backup_id: str, broker_ids: list[int], timeout: float
+    ) -> list[SnapshotRef]: ...
 
     def delete_snapshots(self, backup_id: str) -> None:
         """Idempotent: deleting what does not exist is fine."""

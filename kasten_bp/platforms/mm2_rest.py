@@ -21,12 +21,12 @@ class ConnectRestMirrorMaker:
             for name in names:
                 client.stop(name)
             for name in names:
-                wait_for(
-                    f"connector {name} to be STOPPED",
-                    lambda name=name: client.state(name) == STOPPED
-                    and not client.status(name).get("tasks"),
-                    timeout,
-                )
+
+                def stopped(name: str = name) -> bool:
+                    status = client.status(name)
+                    return status["connector"]["state"] == STOPPED and not status.get("tasks")
+
+                wait_for(f"connector {name} to be STOPPED", stopped, timeout)
 
     def restore(self, states: dict[str, str], timeout: float) -> None:
         with ConnectClient(self.url) as client:
@@ -55,5 +55,7 @@ class ConnectRestMirrorMaker:
                     try:
                         out[(str(part["topic"]), int(part["partition"]))] = int(off["offset"])
                     except (KeyError, TypeError, ValueError):
-                        raise KastenBpError(f"connector {name}: unexpected offset entry {entry}") from None
+                        raise KastenBpError(
+                            f"connector {name}: unexpected offset entry {entry}"
+                        ) from None
         return out

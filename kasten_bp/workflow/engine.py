@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kasten_bp.errors import KastenBpError, RollbackFailed, RunFailed
+from kasten_bp.errors import KastenBpError, RollbackFailed, RunFailed, UsageError
 from kasten_bp.workflow.journal import Journal, JournalStore, StepRecord
 from kasten_bp.workflow.states import NEEDS_UNDO, RunState, StepStatus
 
@@ -82,7 +82,7 @@ class Engine:
             self._transition(RunState.RUNNING)
         for step in self.steps:
             record = self.journal.step(step.name)
-            if record.status == StepStatus.DONE:
+            if record.status in (StepStatus.DONE, StepStatus.SKIPPED):
                 continue
             try:
                 self._run_step(step, record)
@@ -143,10 +143,13 @@ class Engine:
             raise RollbackFailed(
                 f"backup {self.journal.backup_id} failed ({message}) and rollback failed: "
                 + "; ".join(undo_errors)
-                + f". Fix the cause, then run `kasten-bp resume` to retry the rollback."
+                + ". Fix the cause, then run `kasten-bp resume` to retry the rollback."
             )
         self._transition(RunState.FAILED_ROLLED_BACK)
         if isinstance(cause, KeyboardInterrupt):
+            raise cause
+        if isinstance(cause, UsageError):
+            # A precondition failed before anything changed: still a usage error (exit 2).
             raise cause
         raise RunFailed(f"backup {self.journal.backup_id} failed and was rolled back: {message}")
 

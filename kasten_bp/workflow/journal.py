@@ -70,7 +70,9 @@ class JournalStore:
 
     def save(self, journal: Journal) -> None:
         journal.updated_at = now_iso()
-        self.catalog.write_json(backup_key(journal.backup_id, JOURNAL), journal.model_dump(mode="json"))
+        self.catalog.write_json(
+            backup_key(journal.backup_id, JOURNAL), journal.model_dump(mode="json")
+        )
 
     def transition(self, journal: Journal, state: RunState, note: str = "") -> None:
         check_transition(journal.state, state)

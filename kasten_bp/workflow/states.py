@@ -25,6 +25,8 @@ class StepStatus(StrEnum):
     FAILED = "failed"
     UNDONE = "undone"
     UNDO_FAILED = "undo_failed"
+    # Not run by us: e.g. the snapshot of a Kanister run is taken by K10 between hooks.
+    SKIPPED = "skipped"
 
 
 FINAL = {RunState.COMPLETED, RunState.FAILED_ROLLED_BACK}

@@ -1,0 +1,200 @@
+"""Backup runs: the full backup, the runbook verbs (quiesce, snapshot, resume, status) and
+crash recovery, on top of the workflow engine."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from kasten_bp.catalog.base import Catalog, backup_key, open_catalog
+from kasten_bp.config import Config
+from kasten_bp.errors import UsageError
+from kasten_bp.platforms import build_platform
+from kasten_bp.platforms.base import Platform
+from kasten_bp.steps import QUIESCE_UNTIL, SNAPSHOT_STEP, backup_steps
+from kasten_bp.steps.common import MANIFEST
+from kasten_bp.steps.preflight import preflight_problems
+from kasten_bp.workflow.engine import Engine, Listener, RunContext
+from kasten_bp.workflow.journal import Journal, JournalStore
+from kasten_bp.workflow.states import RunState, StepStatus
+
+MODES = ("consistent", "hot")
+
+
+def new_backup_id() -> str:
+    return datetime.now(UTC).strftime("bk-%Y%m%dT%H%M%SZ-") + secrets.token_hex(2)
+
+
+class Backups:
+    """Everything a command needs, built once from the config."""
+
+    def __init__(self, config: Config, listeners: Sequence[Listener] = ()) -> None:
+        self.config = config
+        self.platform: Platform = build_platform(config)
+        self.catalog: Catalog = open_catalog(config.catalog)
+        self.store = JournalStore(self.catalog)
+        self.listeners = list(listeners)
+
+    def _context(self, journal: Journal, options: dict[str, Any] | None = None) -> RunContext:
+        opts = {"mode": journal.mode, **(options or {})}
+        return RunContext(self.config, self.platform, self.catalog, journal, self.store, opts)
+
+    def _engine(self, journal: Journal, options: dict[str, Any] | None = None) -> Engine:
+        return Engine(self._context(journal, options), backup_steps(journal.mode), self.listeners)
+
+    # --- recovery -----------------------------------------------------------------------
+
+    def recover_crashed(self) -> list[dict[str, Any]]:
+        """Runs left RUNNING or ROLLING_BACK by a process that died: roll them back.
+        Call with the lock held, so no live run can be mistaken for a crashed one."""
+        recovered = []
+        for journal in self.store.unfinished():
+            if journal.state not in (RunState.RUNNING, RunState.ROLLING_BACK):
+                continue
+            if journal.state == RunState.ROLLING_BACK:
+                # Resume the interrupted rollback: ROLLING_BACK -> ROLLBACK_FAILED -> again.
+                journal.state = RunState.ROLLBACK_FAILED
+            engine = self._engine(journal)
+            try:
+                engine.rollback(None, note=f"crashed run found (owner {journal.owner})")
+            except Exception as exc:  # noqa: BLE001 - report, keep going
+                recovered.append(
+                    {"backup_id": journal.backup_id, "state": journal.state, "error": str(exc)}
+                )
+                continue
+            recovered.append({"backup_id": journal.backup_id, "state": journal.state})
+        return recovered
+
+    def _held(self) -> Journal | None:
+        held = [
+            j
+            for j in self.store.unfinished()
+            if j.state in (RunState.HELD, RunState.ROLLBACK_FAILED)
+        ]
+        return held[-1] if held else None
+
+    # --- commands -----------------------------------------------------------------------
+
+    def backup(
+        self, mode: str, dry_run: bool = False, head_window: int | None = None
+    ) -> dict[str, Any]:
+        if mode not in MODES:
+            raise UsageError(f"--mode must be consistent or hot, got {mode}")
+        with self.platform.lock("backup"):
+            recovered = self.recover_crashed()
+            held = self._held()
+            if held is not None:
+                raise UsageError(
+                    f"backup {held.backup_id} is {held.state}: run `kasten-bp resume` first"
+                )
+            if dry_run:
+                return self._dry_run(mode, recovered)
+            journal = Journal(backup_id=new_backup_id(), command="backup", mode=mode)
+            self.store.save(journal)
+            engine = self._engine(journal, {"head_window": head_window})
+            engine.run()
+            return self.summary(journal, recovered)
+
+    def _dry_run(self, mode: str, recovered: list[dict[str, Any]]) -> dict[str, Any]:
+        journal = Journal(backup_id="dry-run", command="backup", mode=mode)
+        problems = preflight_problems(self._context(journal), mode)
+        if problems:
+            raise UsageError("preflight failed: " + "; ".join(problems))
+        return {
+            "dry_run": True,
+            "mode": mode,
+            "platform": self.platform.name,
+            "plan": [s.name for s in backup_steps(mode)],
+            "brokers": [b.id for b in self.platform.brokers()],
+            "connectors": self.platform.mirrormaker.connector_states()
+            if mode == "consistent"
+            else {},
+            "recovered": recovered,
+        }
+
+    def quiesce(self) -> dict[str, Any]:
+        with self.platform.lock("quiesce"):
+            recovered = self.recover_crashed()
+            held = self._held()
+            if held is not None:
+                raise UsageError(f"backup {held.backup_id} is already {held.state}")
+            journal = Journal(backup_id=new_backup_id(), command="quiesce", mode="consistent")
+            self.store.save(journal)
+            self._engine(journal).run(stop_after=QUIESCE_UNTIL)
+            return self.summary(journal, recovered)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.platform.lock("snapshot"):
+            journal = self._held()
+            if journal is None or journal.state != RunState.HELD:
+                raise UsageError("no quiesced backup to snapshot: run `kasten-bp quiesce` first")
+            if journal.step(SNAPSHOT_STEP).status == StepStatus.DONE:
+                return self.summary(journal, [])
+            self._engine(journal).run(stop_after=SNAPSHOT_STEP)
+            return self.summary(journal, [])
+
+    def resume(self) -> dict[str, Any]:
+        """Always safe: finishes a held run, retries a failed rollback, recovers a crash."""
+        with self.platform.lock("resume"):
+            recovered = self.recover_crashed()
+            journal = self._held()
+            if journal is None:
+                return {"status": "nothing to resume", "recovered": recovered}
+            engine = self._engine(journal)
+            if journal.state == RunState.ROLLBACK_FAILED:
+                try:
+                    engine.rollback(None, note="rollback retried by resume")
+                finally:
+                    pass
+                return self.summary(journal, recovered)
+            snap = journal.step(SNAPSHOT_STEP)
+            if snap.status == StepStatus.PENDING:
+                # The snapshot was taken outside (Kanister/K10 between its hooks).
+                snap.status = StepStatus.SKIPPED
+                self.store.save(journal)
+            engine.run()
+            return self.summary(journal, recovered)
+
+    def status(self) -> dict[str, Any]:
+        try:
+            with self.platform.lock("status"):
+                recovered = self.recover_crashed()
+        except UsageError:
+            recovered = []  # a live run holds the lock: report, do not touch
+        runs = self.store.all()
+        current = [
+            j for j in runs if j.state not in (RunState.COMPLETED, RunState.FAILED_ROLLED_BACK)
+        ]
+        return {
+            "recovered": recovered,
+            "current": [self.summary(j, []) for j in current],
+            "last": self.summary(runs[-1], []) if runs else None,
+        }
+
+    # --- reports ------------------------------------------------------------------------
+
+    def summary(self, journal: Journal, recovered: list[dict[str, Any]]) -> dict[str, Any]:
+        marks = journal.marks
+
+        def span(start: str, end: str) -> float | None:
+            if start in marks and end in marks:
+                return round(marks[end] - marks[start], 3)
+            return None
+
+        manifest = self.catalog.read_json(backup_key(journal.backup_id, MANIFEST))
+        return {
+            "backup_id": journal.backup_id,
+            "status": journal.state,
+            "mode": journal.mode,
+            "command": journal.command,
+            "downtime_seconds": span("mm2_stopped", "mm2_resumed"),
+            "mirror_unavailable_seconds": span("brokers_stopped", "brokers_serving"),
+            "steps": [
+                {"name": s.name, "status": s.status, "seconds": s.seconds} for s in journal.steps
+            ],
+            "error": journal.error,
+            "recovered": recovered,
+            "manifest": manifest,
+        }

@@ -1,0 +1,162 @@
+"""Backup commands: backup, the runbook verbs, list/show/delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from kasten_bp.cli.output import Output, OutputOption, emit, show_progress
+from kasten_bp.cli.runner import run_command
+from kasten_bp.config import load_config
+from kasten_bp.workflow.listeners import ProgressListener
+
+ConfigOption = typer.Option(
+    None, "--config", "-c", help="kasten-bp.yaml (default ./kasten-bp.yaml)"
+)
+
+
+def _backups(config: Path | None) -> Any:
+    from kasten_bp.backup import Backups
+
+    show_progress()
+    return Backups(load_config(config), [ProgressListener()])
+
+
+def render_run(data: dict[str, Any]) -> str:
+    lines = [f"backup {data['backup_id']}: {data['status']} ({data['mode']})"]
+    for step in data["steps"]:
+        took = f"{step['seconds']:.1f}s" if step["seconds"] is not None else "-"
+        lines.append(f"  {step['name']:<22} {step['status']:<10} {took}")
+    if data.get("downtime_seconds") is not None:
+        lines.append(f"  MM2 stopped for {data['downtime_seconds']:.1f}s")
+    if data.get("mirror_unavailable_seconds") is not None:
+        lines.append(f"  mirror brokers down for {data['mirror_unavailable_seconds']:.1f}s")
+    manifest = data.get("manifest") or {}
+    if manifest:
+        lines.append(
+            f"  manifest: {len(manifest.get('partitions', []))} partitions, "
+            f"{len(manifest.get('snapshots', []))} snapshots"
+        )
+    if data.get("error"):
+        lines.append(f"  error: {data['error']}")
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def backup(
+        config: Path | None = ConfigOption,
+        mode: str = typer.Option("consistent", "--mode", help="consistent|hot"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="check and print the plan only"),
+        head_window: int | None = typer.Option(None, "--head-window", help="records per head"),
+        output: Output = OutputOption,
+    ) -> None:
+        """Back up the mirror: quiesce MM2, prove catch-up, capture heads, snapshot, resume."""
+        result = run_command(output, lambda: _backups(config).backup(mode, dry_run, head_window))
+        if dry_run:
+            emit(result, output, lambda d: "plan: " + " -> ".join(d["plan"]) + "\npreflight: ok")
+        else:
+            emit(result, output, render_run)
+
+    @app.command()
+    def quiesce(config: Path | None = ConfigOption, output: Output = OutputOption) -> None:
+        """Stop MM2, prove catch-up, capture heads, stop the mirror's brokers; then hold."""
+        emit(run_command(output, lambda: _backups(config).quiesce()), output, render_run)
+
+    @app.command()
+    def snapshot(config: Path | None = ConfigOption, output: Output = OutputOption) -> None:
+        """Snapshot the volumes of a quiesced backup."""
+        emit(run_command(output, lambda: _backups(config).snapshot()), output, render_run)
+
+    @app.command()
+    def resume(config: Path | None = ConfigOption, output: Output = OutputOption) -> None:
+        """Start brokers and resume MM2 (always safe, idempotent); recovers crashed runs."""
+        result = run_command(output, lambda: _backups(config).resume())
+        emit(result, output, lambda d: d["status"] if "steps" not in d else render_run(d))
+
+    @app.command()
+    def status(config: Path | None = ConfigOption, output: Output = OutputOption) -> None:
+        """Where runs stand; finds and rolls back crashed runs."""
+
+        def text(d: dict[str, Any]) -> str:
+            parts = [
+                f"recovered crashed run {r['backup_id']}: {r['state']}" for r in d["recovered"]
+            ]
+            parts += [render_run(c) for c in d["current"]]
+            if not d["current"]:
+                parts.append("no run in progress")
+                if d["last"]:
+                    parts.append("last: " + render_run(d["last"]))
+            return "\n".join(parts)
+
+        emit(run_command(output, lambda: _backups(config).status()), output, text)
+
+    @app.command(name="list")
+    def list_backups(config: Path | None = ConfigOption, output: Output = OutputOption) -> None:
+        """List backups in the catalog."""
+
+        def body() -> list[dict[str, Any]]:
+            b = _backups(config)
+            return [
+                {
+                    "backup_id": j.backup_id,
+                    "status": j.state,
+                    "mode": j.mode,
+                    "created_at": j.created_at,
+                }
+                for j in b.store.all()
+            ]
+
+        emit(
+            run_command(output, body),
+            output,
+            lambda rows: (
+                "\n".join(
+                    f"{r['backup_id']}  {r['status']:<20} {r['mode']:<10} {r['created_at']}"
+                    for r in rows
+                )
+                or "no backups"
+            ),
+        )
+
+    @app.command()
+    def show(
+        backup_id: str, config: Path | None = ConfigOption, output: Output = OutputOption
+    ) -> None:
+        """Show one backup: its run and manifest."""
+
+        def body() -> dict[str, Any]:
+            from kasten_bp.errors import UsageError
+
+            b = _backups(config)
+            journal = b.store.load(backup_id)
+            if journal is None:
+                raise UsageError(f"backup {backup_id} not found in catalog {b.catalog.url}")
+            return b.summary(journal, [])
+
+        emit(run_command(output, body), output, render_run)
+
+    @app.command()
+    def delete(
+        backup_id: str,
+        config: Path | None = ConfigOption,
+        confirm: bool = typer.Option(False, "--confirm", help="required: deletion is final"),
+        output: Output = OutputOption,
+    ) -> None:
+        """Delete a backup's catalog entry and its snapshots."""
+
+        def body() -> dict[str, Any]:
+            from kasten_bp.errors import UsageError
+
+            if not confirm:
+                raise UsageError(f"deleting backup {backup_id} is final: add --confirm")
+            b = _backups(config)
+            if b.store.load(backup_id) is None:
+                raise UsageError(f"backup {backup_id} not found in catalog {b.catalog.url}")
+            b.platform.delete_snapshots(backup_id)
+            deleted = b.catalog.delete_prefix(f"backups/{backup_id}/")
+            return {"backup_id": backup_id, "deleted_keys": deleted}
+
+        emit(run_command(output, body), output, lambda d: f"deleted backup {d['backup_id']}")

@@ -1,0 +1,234 @@
+"""The local platform: the mirror is the embedded lab's broker processes; a volume is a
+broker's log dir; a snapshot is a copy of it (copy-on-write where the file system can)."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kasten_bp.config import Config
+from kasten_bp.errors import KastenBpError, UsageError
+from kasten_bp.kafka import admin
+from kasten_bp.lab import kraft
+from kasten_bp.lab.kraft import BrokerSpec, ClusterSpec
+from kasten_bp.lab.lab import Lab, LabState
+from kasten_bp.manifest import Manifest, SnapshotRef
+from kasten_bp.platforms.base import BrokerInfo, MirrorMakerControl
+from kasten_bp.platforms.mm2_rest import ConnectRestMirrorMaker
+from kasten_bp.waiting import StopWaiting, wait_for
+
+
+class LocalPlatform:
+    name = "local"
+
+    def __init__(self, config: Config) -> None:
+        if config.local is None:
+            raise UsageError("config has platform local but no `local.lab_dir`")
+        self.config = config
+        self.lab = Lab(Path(config.local.lab_dir))
+        self.mirrormaker: MirrorMakerControl = ConnectRestMirrorMaker(
+            config.connect.url, config.connect.connectors
+        )
+
+    # --- state ------------------------------------------------------------------------
+
+    def _state(self) -> LabState:
+        return self.lab.require_state()
+
+    @property
+    def mirror(self) -> ClusterSpec:
+        return self._state().mirror
+
+    @property
+    def snapshot_root(self) -> Path:
+        catalog = self.config.catalog
+        if "://" in catalog and not catalog.startswith("file://"):
+            return self.lab.workdir / "snapshots"
+        return Path(catalog.removeprefix("file://")) / "snapshots"
+
+    @contextmanager
+    def lock(self, owner: str) -> Iterator[None]:
+        """An flock on a file: the kernel drops it when the holder dies, so no stale locks."""
+        path = self.lab.workdir / "backup.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = path.read_text().strip() or "another process"
+                raise UsageError(
+                    f"another kasten-bp run holds the lock on mirror {self.mirror.bootstrap} "
+                    f"({holder}); wait for it or check `kasten-bp status`"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{owner} (pid {os.getpid()})".encode())
+            yield
+        finally:
+            os.close(fd)
+
+    def preflight(self) -> list[str]:
+        problems = []
+        state = self.lab.load_state()
+        if state is None:
+            return [f"no lab in {self.lab.workdir}"]
+        for b in state.mirror.brokers:
+            if not Path(b.log_dir).is_dir():
+                problems.append(f"broker {b.id} log dir {b.log_dir} is missing")
+        return problems
+
+    def mirror_cluster_id(self) -> str:
+        return self.mirror.cluster_id
+
+    def brokers(self) -> list[BrokerInfo]:
+        return [BrokerInfo(b.id, b.handle.alive(), [b.log_dir]) for b in self.mirror.brokers]
+
+    # --- stop / start -------------------------------------------------------------------
+
+    def stop_brokers(self, broker_ids: list[int], timeout: float) -> None:
+        brokers = [self.mirror.broker(i) for i in broker_ids]
+        kraft.stop_brokers(brokers, timeout=timeout)
+        os.sync()  # nothing of the stopped brokers left in the page cache
+        for b in brokers:
+            if b.handle.alive():
+                raise KastenBpError(f"broker {b.id} of the mirror did not stop")
+
+    def start_brokers(self, broker_ids: list[int], timeout: float) -> None:
+        cluster = self.mirror
+        for broker_id in broker_ids:
+            kraft.start_broker(cluster, cluster.broker(broker_id))
+        self._wait_serving(cluster, timeout)
+
+    def _wait_serving(self, cluster: ClusterSpec, timeout: float) -> None:
+        def serving() -> bool:
+            dead = kraft.dead_broker(cluster)
+            if dead is not None:
+                last = kraft.last_log_lines(dead)
+                raise StopWaiting(f"broker {dead.id} of cluster {cluster.name} exited: {last}")
+            return kraft.brokers_listening(cluster) and admin.all_partitions_healthy(
+                cluster.bootstrap, len(cluster.brokers)
+            )
+
+        wait_for(
+            f"every partition of cluster {cluster.name} to have a leader and a full ISR",
+            serving,
+            timeout,
+        )
+
+    # --- snapshots ----------------------------------------------------------------------
+
+    def snapshot_dir(self, backup_id: str) -> Path:
+        return self.snapshot_root / backup_id
+
+    def snapshot_volumes(
+        self, backup_id: str, broker_ids: list[int], timeout: float
+    ) -> list[SnapshotRef]:
+        refs = []
+        for broker_id in broker_ids:
+            broker = self.mirror.broker(broker_id)
+            target = self.snapshot_dir(backup_id) / f"broker-{broker_id}"
+            copy_tree(Path(broker.log_dir), target)
+            size, checksum = tree_digest(target)
+            refs.append(
+                SnapshotRef(
+                    broker_id=broker_id,
+                    volume=broker.log_dir,
+                    location=str(target),
+                    size_bytes=size,
+                    checksum=checksum,
+                )
+            )
+        return refs
+
+    def delete_snapshots(self, backup_id: str) -> None:
+        shutil.rmtree(self.snapshot_dir(backup_id), ignore_errors=True)
+
+    # --- restore ------------------------------------------------------------------------
+
+    def restore(self, manifest: Manifest, timeout: float) -> dict[str, Any]:
+        state = self._state()
+        name = f"restored-{manifest.backup_id}"
+        existing = state.restored.get(manifest.backup_id)
+        if existing is not None and kraft.brokers_listening(existing):
+            return {
+                "bootstrap": existing.bootstrap,
+                "backup_id": manifest.backup_id,
+                "reused": True,
+            }
+        for ref in manifest.snapshots:
+            source = Path(ref.location)
+            if not source.is_dir():
+                raise UsageError(f"snapshot of broker {ref.broker_id} is missing: {source}")
+            size, checksum = tree_digest(source)
+            if ref.checksum and checksum != ref.checksum:
+                raise UsageError(
+                    f"snapshot of broker {ref.broker_id} at {source} does not match its checksum"
+                )
+        cluster = kraft.plan_cluster(
+            name, self.lab.workdir / "restored", len(manifest.snapshots), manifest.mirror.cluster_id
+        )
+        # Keep the node ids of the snapshot: meta.properties in each log dir names them.
+        brokers = []
+        for ref, planned in zip(
+            sorted(manifest.snapshots, key=lambda r: r.broker_id), cluster.brokers, strict=True
+        ):
+            brokers.append(
+                BrokerSpec(
+                    id=ref.broker_id,
+                    port=planned.port,
+                    controller_port=planned.controller_port,
+                    log_dir=planned.log_dir,
+                    run_dir=planned.run_dir,
+                )
+            )
+            shutil.rmtree(planned.log_dir, ignore_errors=True)
+            copy_tree(Path(ref.location), Path(planned.log_dir))
+        cluster = ClusterSpec(name=name, cluster_id=manifest.mirror.cluster_id, brokers=brokers)
+        state.restored[manifest.backup_id] = cluster
+        self.lab.save_state(state)
+        kraft.write_configs(cluster)
+        kraft.start_cluster(cluster)
+        self._wait_serving(cluster, timeout)
+        return {
+            "bootstrap": cluster.bootstrap,
+            "backup_id": manifest.backup_id,
+            "brokers": [{"id": b.id, "log_dir": b.log_dir} for b in cluster.brokers],
+        }
+
+    def stop_restored(self, backup_id: str) -> None:
+        state = self._state()
+        cluster = state.restored.get(backup_id)
+        if cluster is not None:
+            kraft.stop_brokers(cluster.brokers)
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """`cp -a --reflink=auto`: copy-on-write clones where the file system supports them."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    result = subprocess.run(
+        ["cp", "-a", "--reflink=auto", str(source), str(target)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise KastenBpError(f"copying {source} to {target} failed: {result.stderr.strip()}")
+
+
+def tree_digest(root: Path) -> tuple[int, str]:
+    """Total size and a sha256 over every file's relative path and content."""
+    h = hashlib.sha256()
+    total = 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        h.update(rel.encode() + b"\0")
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+                total += len(chunk)
+    return total, h.hexdigest()
