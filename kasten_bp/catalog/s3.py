@@ -3,8 +3,8 @@
 `s3://bucket/prefix`: keys live at `prefix/<key>` in `bucket`. Endpoint, credentials and
 region come from the standard AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_SESSION_TOKEN, AWS_DEFAULT_REGION, AWS_PROFILE, ...). `KASTEN_BP_S3_ENDPOINT`
-(e.g. http://127.0.0.1:9000) points at an S3-compatible server; path-style addressing
-is used then.
+(e.g. http://127.0.0.1:9000; it wins over AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL) points at an
+S3-compatible server; path-style addressing is used with any custom endpoint.
 
 A JSON document is one PutObject, which S3 applies atomically: readers see the old or the
 new document. Throttling, 5xx answers and connection errors are retried for a bounded
@@ -28,6 +28,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     HTTPClientError,
     NoCredentialsError,
+    ParamValidationError,
     PartialCredentialsError,
     SSLError,
 )
@@ -87,8 +88,10 @@ def _code(exc: ClientError) -> str:
 
 
 def _status(exc: ClientError) -> int:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return int(status) if isinstance(status, int | str) and str(status).isdigit() else 0
+    try:
+        return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _one_line(text: object, limit: int = 200) -> str:
@@ -97,7 +100,8 @@ def _one_line(text: object, limit: int = 200) -> str:
 
 def _retriable(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
-        return _code(exc) in _THROTTLED or _status(exc) >= 500 or _status(exc) == 429
+        status = _status(exc)
+        return _code(exc) in _THROTTLED or status == 429 or (status >= 500 and status != 501)
     if isinstance(exc, SSLError):  # a certificate problem: configuration, not weather
         return False
     return isinstance(exc, BotoConnectionError | HTTPClientError)
@@ -130,13 +134,20 @@ class S3Catalog:
         self.prefix = prefix
         self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         self.endpoint = os.environ.get(ENDPOINT_ENV) or None
+        # S3-compatible servers (MinIO, ...) want path-style addressing; botocore itself
+        # honours the standard AWS_ENDPOINT_URL(_S3) when KASTEN_BP_S3_ENDPOINT is unset.
+        custom_endpoint = (
+            self.endpoint
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        )
         self._retry_seconds = retry_seconds
         config = BotoConfig(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             # tenacity does the retrying (bounded in time); botocore tries once.
             retries={"total_max_attempts": 1, "mode": "standard"},
-            s3={"addressing_style": "path"} if self.endpoint else None,
+            s3={"addressing_style": "path"} if custom_endpoint else None,
         )
         try:
             self._s3: Any = boto3.session.Session().client(
@@ -181,6 +192,8 @@ class S3Catalog:
                 f"{where}: {what}: no usable AWS credentials ({_one_line(exc)}); "
                 "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
             ) from None
+        except ParamValidationError as exc:
+            raise UsageError(f"{where}: {what}: invalid S3 request: {_one_line(exc)}") from None
         except SSLError as exc:
             raise UsageError(
                 f"{where}: {what}: TLS error talking to {self._endpoint_name()}: {_one_line(exc)}"

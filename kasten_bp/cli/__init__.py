@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from kasten_bp.cli import backups, lab
+from kasten_bp.cli import backups, lab, restore_verify
 
 app = typer.Typer(
     help="Application-consistent Kafka backups through a MirrorMaker 2 mirror.",
@@ -13,6 +13,7 @@ app = typer.Typer(
 )
 app.add_typer(lab.app, name="lab")
 backups.register(app)
+restore_verify.register(app)
 
 
 def main() -> None:

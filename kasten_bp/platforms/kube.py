@@ -49,7 +49,13 @@ log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 30.0
 RETRY_SECONDS = float(os.environ.get("KASTEN_BP_KUBE_RETRY_SECONDS", "60"))
-BUILTIN_GROUPS = {"", "apps", "coordination.k8s.io", "authorization.k8s.io", "authentication.k8s.io"}
+BUILTIN_GROUPS = {
+    "",
+    "apps",
+    "coordination.k8s.io",
+    "authorization.k8s.io",
+    "authentication.k8s.io",
+}
 
 
 @dataclass(frozen=True)
@@ -152,7 +158,9 @@ class Access:
 
 
 def _retriable(exc: BaseException) -> bool:
-    return isinstance(exc, _Retriable | urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+    return isinstance(
+        exc, _Retriable | urllib3.exceptions.HTTPError | ConnectionError | TimeoutError
+    )
 
 
 _retry = retry(
@@ -228,12 +236,16 @@ class Kube:
         kubeconfig = cfg.kubeconfig or os.environ.get("KUBECONFIG")
         default = os.path.expanduser("~/.kube/config")
         try:
-            if kubeconfig or (os.path.exists(default) and not os.environ.get("KUBERNETES_SERVICE_HOST")):
+            if kubeconfig or (
+                os.path.exists(default) and not os.environ.get("KUBERNETES_SERVICE_HOST")
+            ):
                 path = os.path.expanduser(kubeconfig or default)
                 if not os.path.exists(path):
                     raise UsageError(f"kubeconfig {path} not found (kubernetes.kubeconfig)")
                 api = k8s_config.new_client_from_config(config_file=path, context=cfg.context)
-                return cls(api, f"kubeconfig {path}" + (f" context {cfg.context}" if cfg.context else ""))
+                return cls(
+                    api, f"kubeconfig {path}" + (f" context {cfg.context}" if cfg.context else "")
+                )
             configuration = k8s_client.Configuration()
             k8s_config.load_incluster_config(client_configuration=configuration)
             return cls(k8s_client.ApiClient(configuration), "in-cluster service account")
@@ -318,10 +330,18 @@ class Kube:
             body = json.loads(data)
         except ValueError:
             body = None
-        message = str(body.get("message", "")) if isinstance(body, dict) else data.decode(errors="replace").strip()
+        message = (
+            str(body.get("message", ""))
+            if isinstance(body, dict)
+            else data.decode(errors="replace").strip()
+        )
         what = resource.qualified + (f"/{sub}" if sub else "")
         where = f" in namespace {namespace}" if namespace and resource.namespaced else ""
-        obj = f"{resource.kind.lower()} {namespace}/{name}" if namespace and name else f"{resource.kind.lower()} {name}"
+        obj = (
+            f"{resource.kind.lower()} {namespace}/{name}"
+            if namespace and name
+            else f"{resource.kind.lower()} {name}"
+        )
         if status == 403:
             user = re.search(r'User "([^"]+)"', message)
             who = user.group(1) if user else self.user()
@@ -329,19 +349,27 @@ class Kube:
         if status == 404:
             if not isinstance(body, dict) or body.get("kind") != "Status":
                 if resource.is_crd:
-                    raise UsageError(f"CRD {resource.qualified} is not installed (API {resource.api_version} is not served)")
-                raise UsageError(f"API {resource.api_version} {resource.plural} is not served by the API server")
+                    raise UsageError(
+                        f"CRD {resource.qualified} is not installed (API {resource.api_version} is not served)"
+                    )
+                raise UsageError(
+                    f"API {resource.api_version} {resource.plural} is not served by the API server"
+                )
             raise NotFound(f"{obj} not found" if name else message)
         if status == 409:
             raise Conflict(f"{obj}: {message}")
-        raise KastenBpError(f"{verb} {what}{where}{' ' + name if name else ''} failed: HTTP {status}: {message}")
+        raise KastenBpError(
+            f"{verb} {what}{where}{' ' + name if name else ''} failed: HTTP {status}: {message}"
+        )
 
     # --- typed helpers ------------------------------------------------------------------
 
     def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
         return self.request("get", resource, namespace, name)
 
-    def get_optional(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def get_optional(
+        self, resource: Resource, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
         try:
             return self.get(resource, namespace, name)
         except NotFound:
@@ -354,11 +382,15 @@ class Kube:
         items = self.request("list", resource, namespace, query=query).get("items") or []
         return [dict(i) for i in items]
 
-    def create(self, resource: Resource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    def create(
+        self, resource: Resource, namespace: str | None, body: dict[str, Any]
+    ) -> dict[str, Any]:
         body = {"apiVersion": resource.api_version, "kind": resource.kind, **body}
         return self.request("create", resource, namespace, body=body)
 
-    def create_or_get(self, resource: Resource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    def create_or_get(
+        self, resource: Resource, namespace: str | None, body: dict[str, Any]
+    ) -> dict[str, Any]:
         """Create; if it exists already (a retried run), return the existing object."""
         try:
             return self.create(resource, namespace, body)
@@ -375,9 +407,13 @@ class Kube:
         sub: str = "",
         content_type: str = MERGE_PATCH,
     ) -> dict[str, Any]:
-        return self.request("patch", resource, namespace, name, sub=sub, body=body, content_type=content_type)
+        return self.request(
+            "patch", resource, namespace, name, sub=sub, body=body, content_type=content_type
+        )
 
-    def replace(self, resource: Resource, namespace: str | None, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    def replace(
+        self, resource: Resource, namespace: str | None, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         return self.request("update", resource, namespace, name, body=body)
 
     def delete(
@@ -413,7 +449,13 @@ class Kube:
             try:
                 review = self.request(
                     "create",
-                    Resource("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False),
+                    Resource(
+                        "authentication.k8s.io",
+                        "v1",
+                        "selfsubjectreviews",
+                        "SelfSubjectReview",
+                        False,
+                    ),
                     body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
                 )
                 self._user = str(review["status"]["userInfo"]["username"])
@@ -423,7 +465,11 @@ class Kube:
 
     def served(self, resource: Resource) -> bool:
         """Whether the API server serves this resource type (the CRD is installed)."""
-        root = f"/apis/{resource.group}/{resource.version}" if resource.group else f"/api/{resource.version}"
+        root = (
+            f"/apis/{resource.group}/{resource.version}"
+            if resource.group
+            else f"/api/{resource.version}"
+        )
         status, data = self._send("GET", root, {"Accept": "application/json"}, None, [])
         if status == 404:
             return False
@@ -443,7 +489,13 @@ class Kube:
             attrs["namespace"] = namespace
         review = self.request(
             "create",
-            Resource("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False),
+            Resource(
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+                "SelfSubjectAccessReview",
+                False,
+            ),
             body={
                 "apiVersion": "authorization.k8s.io/v1",
                 "kind": "SelfSubjectAccessReview",
@@ -457,12 +509,16 @@ class Kube:
         problems: list[str] = []
         for resource in crds:
             if not self.served(resource):
-                problems.append(f"CRD {resource.qualified} is not installed (API {resource.api_version} is not served)")
+                problems.append(
+                    f"CRD {resource.qualified} is not installed (API {resource.api_version} is not served)"
+                )
         for need in needs:
             if need.resource.is_crd and need.resource in crds and not self.served(need.resource):
                 continue
             if not self.allowed(need, namespace):
-                what = need.resource.qualified + (f"/{need.subresource}" if need.subresource else "")
+                what = need.resource.qualified + (
+                    f"/{need.subresource}" if need.subresource else ""
+                )
                 where = (
                     f" in namespace {namespace}"
                     if need.resource.namespaced and not need.cluster_scoped
@@ -473,7 +529,9 @@ class Kube:
 
     # --- pods/exec --------------------------------------------------------------------------
 
-    def exec(self, namespace: str, pod: str, container: str | None, command: list[str], timeout: float) -> tuple[int | None, str]:
+    def exec(
+        self, namespace: str, pod: str, container: str | None, command: list[str], timeout: float
+    ) -> tuple[int | None, str]:
         """Run a command in a pod; (exit code or None if unknown, output). Raises
         ExecUnavailable when the API server cannot reach a kubelet for this pod."""
         core = k8s_client.CoreV1Api(self.api)
@@ -508,7 +566,9 @@ class Kube:
                 if resp.peek_stderr():
                     output.append(resp.read_stderr())
             if resp.is_open():
-                raise KastenBpError(f"pod {namespace}/{pod}: `{' '.join(command)}` did not finish within {timeout:.0f}s")
+                raise KastenBpError(
+                    f"pod {namespace}/{pod}: `{' '.join(command)}` did not finish within {timeout:.0f}s"
+                )
             return resp.returncode, "".join(output)
         finally:
             resp.close()
@@ -599,7 +659,11 @@ def _acquire(kube: Kube, namespace: str, name: str, identity: str, duration: int
         )
     if holder and holder != identity:
         log.warning("lease %s/%s: taking over the expired lease of %s", namespace, name, holder)
-    existing["spec"] = {**current, **spec, "leaseTransitions": int(current.get("leaseTransitions") or 0) + 1}
+    existing["spec"] = {
+        **current,
+        **spec,
+        "leaseTransitions": int(current.get("leaseTransitions") or 0) + 1,
+    }
     try:
         return kube.replace(LEASES, namespace, name, existing)
     except Conflict:

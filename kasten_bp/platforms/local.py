@@ -202,6 +202,10 @@ class LocalPlatform:
             "brokers": [{"id": b.id, "log_dir": b.log_dir} for b in cluster.brokers],
         }
 
+    def restored_bootstrap(self, backup_id: str) -> str | None:
+        cluster = self._state().restored.get(backup_id)
+        return cluster.bootstrap if cluster is not None else None
+
     def stop_restored(self, backup_id: str) -> None:
         state = self._state()
         cluster = state.restored.get(backup_id)

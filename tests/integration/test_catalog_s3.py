@@ -239,3 +239,8 @@ def test_throttling_and_5xx_are_retried(monkeypatch: pytest.MonkeyPatch) -> None
             cat.list_keys("")
         assert not isinstance(info.value, UsageError)
         assert "s3://b/p/" in str(info.value) and "ServiceUnavailable" in str(info.value)
+
+
+def test_invalid_bucket_name_is_a_usage_error(minio: MinioServer) -> None:
+    with pytest.raises(UsageError, match="Bad_Bucket!"):
+        S3Catalog("s3://Bad_Bucket!/catalog").read_json("x.json")

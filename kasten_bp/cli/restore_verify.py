@@ -1,0 +1,117 @@
+"""`restore` and `verify`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from kasten_bp.cli.backups import ConfigOption, _backups
+from kasten_bp.cli.output import Output, OutputOption, emit
+from kasten_bp.cli.runner import run_command
+from kasten_bp.errors import UsageError
+
+
+def _completed_manifest(b: Any, backup_id: str) -> Any:
+    from kasten_bp.catalog.base import backup_key
+    from kasten_bp.manifest import parse_manifest
+    from kasten_bp.workflow.states import RunState
+
+    journal = b.store.load(backup_id)
+    if journal is None:
+        raise UsageError(f"backup {backup_id} not found in catalog {b.catalog.url}")
+    if journal.state != RunState.COMPLETED:
+        raise UsageError(
+            f"backup {backup_id} is {journal.state}, not COMPLETED: it cannot be restored"
+        )
+    data = b.catalog.read_json(backup_key(backup_id, "manifest.json"))
+    if data is None:
+        raise UsageError(f"backup {backup_id} has no manifest in catalog {b.catalog.url}")
+    return parse_manifest(data, f"of backup {backup_id}")
+
+
+def render_report(d: dict[str, Any]) -> str:
+    lines = [
+        f"verify backup {d['backup_id']} (restored {d['restored_bootstrap']}"
+        f"{', deep' if d['deep'] else ''}): {d['verdict'].upper()}",
+        f"  {'topic[partition]':<32} {'status':<11} {'restored end':>12} {'primary end':>11} "
+        f"{'behind':>7} {'secs':>7}  detail",
+    ]
+    for p in d["partitions"]:
+        name = f"{p['topic']}[{p['partition']}]"
+        lines.append(
+            f"  {name:<32} {p['status']:<11} {_n(p['restored_end_offset']):>12} "
+            f"{_n(p['primary_end_offset']):>11} {_n(p['records_behind']):>7} "
+            f"{_n(p['seconds_behind']):>7}  {p['detail']}"
+        )
+    lines.append(
+        f"  RPO: {d['rpo_records']} records, {d['rpo_seconds']:.1f}s; "
+        + ", ".join(f"{k} {v}" for k, v in d["counts"].items() if v)
+    )
+    return "\n".join(lines)
+
+
+def _n(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def restore(
+        backup_id: str,
+        config: Path | None = ConfigOption,
+        timeout: float = typer.Option(300, "--timeout", help="seconds to wait for the cluster"),
+        output: Output = OutputOption,
+    ) -> None:
+        """Start a new cluster from a backup's snapshots (local: under the lab workdir)."""
+
+        def body() -> dict[str, Any]:
+            b = _backups(config)
+            manifest = _completed_manifest(b, backup_id)
+            if not manifest.snapshots:
+                raise UsageError(f"backup {backup_id} has no snapshots recorded")
+            return dict(b.platform.restore(manifest, timeout))
+
+        emit(run_command(output, body), output, lambda d: f"restored {backup_id}: {d['bootstrap']}")
+
+    @app.command()
+    def verify(
+        backup_id: str,
+        config: Path | None = ConfigOption,
+        restored: str | None = typer.Option(
+            None, "--restored", help="bootstrap of the restored cluster"
+        ),
+        deep: bool = typer.Option(False, "--deep", help="compare every record, not head windows"),
+        output: Output = OutputOption,
+    ) -> None:
+        """Compare a restored cluster with the manifest and the primary; exit 1 if not consistent."""
+
+        def body() -> dict[str, Any]:
+            from kasten_bp.verification import require_restored, verify
+
+            b = _backups(config)
+            manifest = _completed_manifest(b, backup_id)
+            bootstrap = restored
+            if bootstrap is None:
+                finder = getattr(b.platform, "restored_bootstrap", None)
+                bootstrap = finder(backup_id) if finder else None
+                bootstrap = bootstrap or (
+                    b.config.kubernetes.restored_bootstrap if b.config.kubernetes else None
+                )
+            if not bootstrap:
+                raise UsageError(
+                    f"no restored cluster known for backup {backup_id}: pass --restored"
+                )
+            require_restored(bootstrap)
+            report = verify(b.config, manifest, bootstrap, deep).model_dump(mode="json")
+            b.catalog.write_json(f"backups/{backup_id}/verify-{int(time.time())}.json", report)
+            return report
+
+        report = run_command(output, body)
+        emit(report, output, render_report)
+        if report["verdict"] != "consistent":
+            raise typer.Exit(1)

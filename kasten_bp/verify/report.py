@@ -1,0 +1,68 @@
+"""The verification report model."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class Status(StrEnum):
+    CONSISTENT = "consistent"
+    BEHIND = "behind"
+    DIVERGENT = "divergent"
+    MISSING = "missing"
+    UNEXPECTED = "unexpected"
+
+
+OK_STATUSES = {Status.CONSISTENT, Status.BEHIND}
+
+
+class PartitionReport(BaseModel):
+    topic: str
+    partition: int
+    primary_topic: str | None = None
+    status: Status
+    detail: str = ""
+    manifest_end_offset: int | None = None
+    restored_end_offset: int | None = None
+    restored_log_start_offset: int | None = None
+    heads_match_manifest: bool | None = None
+    restored_head_primary_offset: int | None = None
+    primary_end_offset: int | None = None
+    # Offsets on the primary past the restored head (transaction markers count too).
+    records_behind: int | None = None
+    seconds_behind: float | None = None
+    records_compared: int = 0
+
+
+class VerifyReport(BaseModel):
+    backup_id: str
+    restored_bootstrap: str
+    primary_bootstrap: str
+    deep: bool
+    verdict: str
+    partitions: list[PartitionReport] = Field(default_factory=list)
+    counts: dict[str, int] = Field(default_factory=dict)
+    rpo_records: int = 0
+    rpo_seconds: float = 0.0
+
+
+def build_report(
+    backup_id: str, restored: str, primary: str, deep: bool, partitions: list[PartitionReport]
+) -> VerifyReport:
+    counts = {s.value: 0 for s in Status}
+    for p in partitions:
+        counts[p.status.value] += 1
+    consistent = bool(partitions) and all(p.status in OK_STATUSES for p in partitions)
+    return VerifyReport(
+        backup_id=backup_id,
+        restored_bootstrap=restored,
+        primary_bootstrap=primary,
+        deep=deep,
+        verdict="consistent" if consistent else "inconsistent",
+        partitions=partitions,
+        counts=counts,
+        rpo_records=sum(p.records_behind or 0 for p in partitions),
+        rpo_seconds=max((p.seconds_behind or 0.0 for p in partitions), default=0.0),
+    )
