@@ -8,9 +8,9 @@ CONFIG ?= kasten-bp.yaml
 BACKUP_ID ?=
 PYTEST_ARGS ?=
 
-.PHONY: install check-tools jars lint test test-unit test-integration demo bench clean backup verify kube-env
+.PHONY: install check-tools jars minio lint test test-unit test-integration demo bench clean backup verify kube-env
 
-install: check-tools $(BIN)/.installed jars
+install: check-tools $(BIN)/.installed jars minio kube-env
 
 check-tools:
 	@command -v java >/dev/null || { echo "error: java not found: install a JDK >= 17 (apt-get install openjdk-17-jdk)"; exit 2; }
@@ -25,6 +25,13 @@ $(BIN)/.installed: pyproject.toml
 
 jars: $(BIN)/.installed
 	@$(BIN)/python -m kasten_bp.lab.jars >/dev/null && echo "Kafka jars ready"
+
+# Test servers built from the Go module proxy, cached under ~/.cache/kasten-bp.
+minio:
+	@scripts/minio-test-env build
+
+kube-env:
+	@scripts/kube-test-env build
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check kasten_bp tests scripts

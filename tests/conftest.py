@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.integration.docker_lab"]
+pytest_plugins = ["tests.integration.docker_lab", "tests.integration.s3_fixture"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -18,7 +18,7 @@ class LocalCatalog:
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
-        if not str(path).startswith(str(self.root.resolve())):
+        if not path.is_relative_to(self.root.resolve()):
             raise UsageError(f"catalog key {key!r} escapes {self.root}")
         return path
 

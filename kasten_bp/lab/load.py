@@ -37,7 +37,9 @@ def generate(spec: LoadSpec, start_ms: int | None = None) -> Iterator[Record]:
         headers: tuple[tuple[str, bytes | None], ...] = ()
         if i % 3 == 0:
             headers = (("seq", str(i).encode()), ("origin", b"kasten-bp-load"), ("empty", None))
-        yield Record(spec.topic, -1, -1, base + i if start_ms is not None else 0, key, value, headers)
+        yield Record(
+            spec.topic, -1, -1, base + i if start_ms is not None else 0, key, value, headers
+        )
 
 
 def run_load(bootstrap: str, spec: LoadSpec) -> dict[str, Any]:

@@ -165,7 +165,7 @@ def _retriable(exc: BaseException) -> bool:
 
 _retry = retry(
     retry=retry_if_exception(_retriable),
-    wait=wait_exponential_jitter(initial=0.2, max=3),
+    wait=wait_exponential_jitter(multiplier=0.2, max=3),
     stop=stop_after_delay(RETRY_SECONDS),
     reraise=True,
 )
@@ -350,7 +350,8 @@ class Kube:
             if not isinstance(body, dict) or body.get("kind") != "Status":
                 if resource.is_crd:
                     raise UsageError(
-                        f"CRD {resource.qualified} is not installed (API {resource.api_version} is not served)"
+                        f"CRD {resource.qualified} is not installed "
+                        f"(API {resource.api_version} is not served)"
                     )
                 raise UsageError(
                     f"API {resource.api_version} {resource.plural} is not served by the API server"
@@ -375,7 +376,7 @@ class Kube:
         except NotFound:
             return None
 
-    def list(
+    def find(
         self, resource: Resource, namespace: str | None, labels: dict[str, str] | None = None
     ) -> list[dict[str, Any]]:
         query = [("labelSelector", labels_selector(labels))] if labels else []
@@ -510,7 +511,8 @@ class Kube:
         for resource in crds:
             if not self.served(resource):
                 problems.append(
-                    f"CRD {resource.qualified} is not installed (API {resource.api_version} is not served)"
+                    f"CRD {resource.qualified} is not installed "
+                    f"(API {resource.api_version} is not served)"
                 )
         for need in needs:
             if need.resource.is_crd and need.resource in crds and not self.served(need.resource):
@@ -548,14 +550,20 @@ class Kube:
         try:
             resp = stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
         except k8s_client.ApiException as exc:
-            text = f"{exc.status} {exc.reason} {exc.body or ''}".strip()
+            raw = f"{exc.status} {exc.reason} {exc.body or ''}"
+            found = re.search(r'"message":"([^"]*)"', raw)
+            text = found.group(1) if found else raw.strip().splitlines()[0][:200]
             if exc.status == 403:
                 raise UsageError(
-                    f"forbidden: cannot create pods/exec in namespace {namespace} (user {self.user()})"
+                    f"forbidden: cannot create pods/exec in namespace {namespace} "
+                    f"(user {self.user()})"
                 ) from None
             raise ExecUnavailable(f"pod {namespace}/{pod}: exec unavailable: {text}") from None
         except Exception as exc:  # noqa: BLE001 - websocket handshake errors vary by version
-            raise ExecUnavailable(f"pod {namespace}/{pod}: exec unavailable: {exc}") from None
+            text = str(exc)
+            found = re.search(r'"message":"([^"]*)"', text)
+            reason = found.group(1) if found else text.splitlines()[0][:200]
+            raise ExecUnavailable(f"pod {namespace}/{pod}: exec unavailable: {reason}") from None
         output: list[str] = []
         deadline = time.monotonic() + timeout
         try:
@@ -567,7 +575,8 @@ class Kube:
                     output.append(resp.read_stderr())
             if resp.is_open():
                 raise KastenBpError(
-                    f"pod {namespace}/{pod}: `{' '.join(command)}` did not finish within {timeout:.0f}s"
+                    f"pod {namespace}/{pod}: `{' '.join(command)}` did not finish "
+                    f"within {timeout:.0f}s"
                 )
             return resp.returncode, "".join(output)
         finally:
@@ -682,3 +691,383 @@ def _release(kube: Kube, namespace: str, name: str, identity: str) -> None:
         kube.replace(LEASES, namespace, name, lease)
     except KastenBpError as exc:
         log.warning("lease %s/%s: release failed (it expires by itself): %s", namespace, name, exc)
+
+
+# --- volumes: CSI snapshots of PVCs, and PVCs restored from them -----------------------------
+
+BACKUP_LABEL = "kasten-bp.io/backup-id"
+BACKUP_ANNOTATION = "kasten-bp.io/backup-id"
+GROUP_MEMBER_LABEL = "groupsnapshot.storage.k8s.io/volumeGroupSnapshotName"
+_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+}
+
+
+def parse_quantity(value: Any) -> int:
+    """A Kubernetes quantity ("10Gi", "500M", 1073741824) in bytes; 0 if absent."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, int | float):
+        return int(value)
+    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(value).strip())
+    if not match or match.group(2) not in _UNITS:
+        raise KastenBpError(f"cannot parse quantity {value!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+@dataclass
+class Volume:
+    """A broker PVC to snapshot, with where it belongs."""
+
+    pvc: dict[str, Any]
+    broker_id: int
+    details: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.pvc["metadata"]["name"])
+
+
+def pvc_template(pvc: dict[str, Any], keep_labels: Sequence[str] = ()) -> dict[str, Any]:
+    """What a restored PVC needs of the original."""
+    spec = pvc.get("spec") or {}
+    labels = {
+        k: v
+        for k, v in ((pvc.get("metadata") or {}).get("labels") or {}).items()
+        if k in keep_labels
+    }
+    return {
+        "labels": labels,
+        "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+        "storageClassName": spec.get("storageClassName"),
+        "volumeMode": spec.get("volumeMode") or "Filesystem",
+        "storage": ((spec.get("resources") or {}).get("requests") or {}).get("storage"),
+    }
+
+
+def _snapshot_error(vs: dict[str, Any]) -> str | None:
+    error = (vs.get("status") or {}).get("error") or {}
+    return str(error["message"]) if error.get("message") else None
+
+
+def snapshot_volumes(
+    kube: Kube,
+    namespace: str,
+    volumes: Sequence[Volume],
+    backup_id: str,
+    snapshot_class: str | None,
+    timeout: float,
+    extra_labels: dict[str, str],
+) -> list[dict[str, Any]]:
+    """One VolumeSnapshot per PVC; wait until all are readyToUse, failing at once on a
+    reported error. Returns, per volume, the details to record in the manifest."""
+    from kasten_bp.waiting import StopWaiting, announce, wait_for
+
+    labels = {BACKUP_LABEL: label_value(backup_id), **extra_labels}
+    names = {}
+    for vol in volumes:
+        name = dns_name(backup_id, vol.name)
+        spec: dict[str, Any] = {"source": {"persistentVolumeClaimName": vol.name}}
+        if snapshot_class:
+            spec["volumeSnapshotClassName"] = snapshot_class
+        body = {
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "annotations": {BACKUP_ANNOTATION: backup_id},
+            },
+            "spec": spec,
+        }
+        kube.create_or_get(SNAPSHOTS, namespace, body)
+        announce(f"created volumesnapshot {namespace}/{name} of pvc {namespace}/{vol.name}")
+        names[vol.name] = name
+
+    def all_ready() -> dict[str, dict[str, Any]] | None:
+        got = {}
+        for pvc, name in names.items():
+            vs = kube.get(SNAPSHOTS, namespace, name)
+            error = _snapshot_error(vs)
+            if error:
+                raise StopWaiting(f"volumesnapshot {namespace}/{name} of pvc {pvc} failed: {error}")
+            if not (vs.get("status") or {}).get("readyToUse"):
+                return None
+            got[pvc] = vs
+        return got
+
+    ready = wait_for(
+        f"{len(names)} volumesnapshots in {namespace} to be readyToUse", all_ready, timeout
+    )
+    return [_snapshot_details(kube, namespace, vol, ready[vol.name]) for vol in volumes]
+
+
+def _snapshot_details(
+    kube: Kube, namespace: str, vol: Volume, vs: dict[str, Any]
+) -> dict[str, Any]:
+    status = vs.get("status") or {}
+    content_name = status.get("boundVolumeSnapshotContentName")
+    content = kube.get_optional(SNAPSHOT_CONTENTS, None, content_name) if content_name else None
+    cstatus = (content or {}).get("status") or {}
+    cspec = (content or {}).get("spec") or {}
+    restore_size = status.get("restoreSize") or cstatus.get("restoreSize")
+    return {
+        **vol.details,
+        "kind": "VolumeSnapshot",
+        "namespace": namespace,
+        "snapshot": vs["metadata"]["name"],
+        "pvc": vol.name,
+        "restoreSize": str(restore_size) if restore_size is not None else None,
+        "restore_bytes": parse_quantity(restore_size),
+        "boundVolumeSnapshotContentName": content_name,
+        "snapshotHandle": cstatus.get("snapshotHandle"),
+        "driver": cspec.get("driver"),
+        "volumeSnapshotClassName": (vs.get("spec") or {}).get("volumeSnapshotClassName")
+        or cspec.get("volumeSnapshotClassName"),
+        "creationTime": status.get("creationTime"),
+    }
+
+
+def group_snapshot(
+    kube: Kube,
+    namespace: str,
+    volumes: Sequence[Volume],
+    selector: dict[str, str],
+    backup_id: str,
+    group_class: str,
+    timeout: float,
+    extra_labels: dict[str, str],
+) -> list[dict[str, Any]]:
+    """One VolumeGroupSnapshot over the PVCs matching `selector` (crash-consistent across
+    them); member VolumeSnapshots are mapped back to PVCs through their contents' volume
+    handles and the PVs (v1beta2 no longer lists PVC -> snapshot pairs in the status)."""
+    from kasten_bp.waiting import StopWaiting, announce, wait_for
+
+    name = dns_name(backup_id, "group")
+    body = {
+        "metadata": {
+            "name": name,
+            "labels": {BACKUP_LABEL: label_value(backup_id), **extra_labels},
+            "annotations": {BACKUP_ANNOTATION: backup_id},
+        },
+        "spec": {
+            "volumeGroupSnapshotClassName": group_class,
+            "source": {"selector": {"matchLabels": selector}},
+        },
+    }
+    kube.create_or_get(GROUP_SNAPSHOTS, namespace, body)
+    announce(f"created volumegroupsnapshot {namespace}/{name} of pvcs {labels_selector(selector)}")
+
+    def ready() -> dict[str, Any] | None:
+        vgs = kube.get(GROUP_SNAPSHOTS, namespace, name)
+        error = _snapshot_error(vgs)
+        if error:
+            raise StopWaiting(f"volumegroupsnapshot {namespace}/{name} failed: {error}")
+        return vgs if (vgs.get("status") or {}).get("readyToUse") else None
+
+    vgs = wait_for(f"volumegroupsnapshot {namespace}/{name} to be readyToUse", ready, timeout)
+    uid = vgs["metadata"]["uid"]
+    by_pvc: dict[str, dict[str, Any]] = {}
+    for pair in (vgs.get("status") or {}).get("pvcVolumeSnapshotRefList") or []:  # v1beta1
+        pvc = (pair.get("persistentVolumeClaimRef") or {}).get("name")
+        snap = (pair.get("volumeSnapshotRef") or {}).get("name")
+        if pvc and snap:
+            by_pvc[pvc] = kube.get(SNAPSHOTS, namespace, snap)
+    if not by_pvc:
+        members = [
+            vs
+            for vs in kube.find(SNAPSHOTS, namespace)
+            if any(o.get("uid") == uid for o in vs["metadata"].get("ownerReferences") or [])
+        ]
+        handle_to_pvc = {}
+        for vol in volumes:
+            pv_name = (vol.pvc.get("spec") or {}).get("volumeName")
+            pv = kube.get_optional(PVS, None, pv_name) if pv_name else None
+            handle = (((pv or {}).get("spec") or {}).get("csi") or {}).get("volumeHandle")
+            if handle:
+                handle_to_pvc[handle] = vol.name
+        # v1beta2 lists (volumeHandle, snapshotHandle) per member on the group content;
+        # v1beta1 called it volumeSnapshotHandlePairList.
+        snap_to_volume: dict[str, str] = {}
+        gcontent_name = (vgs.get("status") or {}).get("boundVolumeGroupSnapshotContentName")
+        gcontent = (
+            kube.get_optional(GROUP_SNAPSHOT_CONTENTS, None, gcontent_name)
+            if gcontent_name
+            else None
+        )
+        gstatus = (gcontent or {}).get("status") or {}
+        for info in (gstatus.get("volumeSnapshotInfoList") or []) + (
+            gstatus.get("volumeSnapshotHandlePairList") or []
+        ):
+            if info.get("snapshotHandle") and info.get("volumeHandle"):
+                snap_to_volume[info["snapshotHandle"]] = info["volumeHandle"]
+        for vs in members:
+            content_name = (vs.get("status") or {}).get("boundVolumeSnapshotContentName")
+            content = (
+                kube.get_optional(SNAPSHOT_CONTENTS, None, content_name) if content_name else None
+            )
+            content = content or {}
+            handle = ((content.get("spec") or {}).get("source") or {}).get("volumeHandle")
+            if not handle:
+                snap_handle = (content.get("status") or {}).get("snapshotHandle") or (
+                    (content.get("spec") or {}).get("source") or {}
+                ).get("snapshotHandle")
+                handle = snap_to_volume.get(snap_handle or "")
+            if handle in handle_to_pvc:
+                by_pvc[handle_to_pvc[handle]] = vs
+    missing = [v.name for v in volumes if v.name not in by_pvc]
+    if missing:
+        raise KastenBpError(
+            f"volumegroupsnapshot {namespace}/{name} is ready but holds no snapshot of pvcs "
+            f"{missing} (do their labels match {labels_selector(selector)}?)"
+        )
+    out = []
+    for vol in volumes:
+        details = _snapshot_details(kube, namespace, vol, by_pvc[vol.name])
+        details["group_snapshot"] = name
+        details["boundVolumeGroupSnapshotContentName"] = (vgs.get("status") or {}).get(
+            "boundVolumeGroupSnapshotContentName"
+        )
+        out.append(details)
+    return out
+
+
+def delete_backup_snapshots(kube: Kube, namespace: str, backup_id: str) -> list[str]:
+    """Delete the backup's VolumeGroupSnapshots and VolumeSnapshots (idempotent)."""
+    labels = {BACKUP_LABEL: label_value(backup_id)}
+    deleted = []
+    for resource in (GROUP_SNAPSHOTS, SNAPSHOTS):
+        try:
+            items = kube.find(resource, namespace, labels)
+        except UsageError:
+            if resource is GROUP_SNAPSHOTS:
+                continue  # group snapshots not installed: there are none to delete
+            raise
+        for item in items:
+            if (item["metadata"].get("annotations") or {}).get(BACKUP_ANNOTATION) not in (
+                None,
+                backup_id,
+            ):
+                continue
+            if kube.delete(resource, namespace, item["metadata"]["name"]):
+                deleted.append(f"{resource.kind.lower()} {namespace}/{item['metadata']['name']}")
+    return deleted
+
+
+def restore_pvcs(
+    kube: Kube,
+    target_namespace: str,
+    backup_id: str,
+    refs: Sequence[dict[str, Any]],
+    timeout: float,
+) -> list[str]:
+    """PVCs named as the originals, in `target_namespace`, each with a VolumeSnapshot
+    `dataSource`. A snapshot in another namespace is made available there the way CSI
+    supports it: a pre-provisioned VolumeSnapshotContent (same snapshotHandle, Retain)
+    bound to a new VolumeSnapshot in the target namespace."""
+    from kasten_bp.waiting import StopWaiting, wait_for
+
+    if kube.get_optional(NAMESPACES, None, target_namespace) is None:
+        raise UsageError(f"namespace {target_namespace} does not exist: create it first")
+    labels = {BACKUP_LABEL: label_value(backup_id)}
+    snapshots: dict[str, str] = {}
+    for d in refs:
+        if d.get("namespace") == target_namespace:
+            snapshots[d["pvc"]] = d["snapshot"]
+            continue
+        if not d.get("snapshotHandle") or not d.get("driver"):
+            raise UsageError(
+                f"snapshot {d.get('namespace')}/{d.get('snapshot')} of pvc {d.get('pvc')} has no "
+                f"recorded snapshotHandle/driver: cannot restore it into {target_namespace}"
+            )
+        vs_name = dns_name("restore", backup_id, d["pvc"])
+        content_name = dns_name("kasten-bp", target_namespace, vs_name)
+        content_spec: dict[str, Any] = {
+            "deletionPolicy": "Retain",
+            "driver": d["driver"],
+            "source": {"snapshotHandle": d["snapshotHandle"]},
+            "volumeSnapshotRef": {"name": vs_name, "namespace": target_namespace},
+        }
+        if d.get("volumeSnapshotClassName"):
+            content_spec["volumeSnapshotClassName"] = d["volumeSnapshotClassName"]
+        kube.create_or_get(
+            SNAPSHOT_CONTENTS,
+            None,
+            {"metadata": {"name": content_name, "labels": labels}, "spec": content_spec},
+        )
+        vs_spec: dict[str, Any] = {"source": {"volumeSnapshotContentName": content_name}}
+        if d.get("volumeSnapshotClassName"):
+            vs_spec["volumeSnapshotClassName"] = d["volumeSnapshotClassName"]
+        kube.create_or_get(
+            SNAPSHOTS,
+            target_namespace,
+            {
+                "metadata": {
+                    "name": vs_name,
+                    "labels": labels,
+                    "annotations": {BACKUP_ANNOTATION: backup_id},
+                },
+                "spec": vs_spec,
+            },
+        )
+        snapshots[d["pvc"]] = vs_name
+
+    def ready() -> bool:
+        for pvc, name in snapshots.items():
+            vs = kube.get(SNAPSHOTS, target_namespace, name)
+            error = _snapshot_error(vs)
+            if error:
+                raise StopWaiting(
+                    f"volumesnapshot {target_namespace}/{name} (for pvc {pvc}) failed: {error}"
+                )
+            if not (vs.get("status") or {}).get("readyToUse"):
+                return False
+        return True
+
+    wait_for(
+        f"{len(snapshots)} volumesnapshots in {target_namespace} to be readyToUse", ready, timeout
+    )
+    created = []
+    for d in refs:
+        template = d.get("pvc_template") or {}
+        size = max(parse_quantity(template.get("storage")), int(d.get("restore_bytes") or 0))
+        spec: dict[str, Any] = {
+            "accessModes": template.get("accessModes") or ["ReadWriteOnce"],
+            "volumeMode": template.get("volumeMode") or "Filesystem",
+            "resources": {"requests": {"storage": str(size) if size else "1Gi"}},
+            "dataSource": {
+                "apiGroup": "snapshot.storage.k8s.io",
+                "kind": "VolumeSnapshot",
+                "name": snapshots[d["pvc"]],
+            },
+        }
+        if template.get("storageClassName"):
+            spec["storageClassName"] = template["storageClassName"]
+        body = {
+            "metadata": {
+                "name": d["pvc"],
+                "labels": {**(template.get("labels") or {}), **labels},
+                "annotations": {BACKUP_ANNOTATION: backup_id},
+            },
+            "spec": spec,
+        }
+        existing = kube.get_optional(PVCS, target_namespace, d["pvc"])
+        if existing is None:
+            kube.create(PVCS, target_namespace, body)
+        elif ((existing.get("spec") or {}).get("dataSource") or {}).get("name") != snapshots[
+            d["pvc"]
+        ]:
+            raise UsageError(
+                f"pvc {target_namespace}/{d['pvc']} already exists and was not restored from "
+                f"backup {backup_id}: choose another restore namespace or delete it"
+            )
+        created.append(f"{target_namespace}/{d['pvc']}")
+    return created

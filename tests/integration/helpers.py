@@ -58,3 +58,83 @@ def wait_mirrored(
         return True
 
     wait_for(f"MM2 to mirror {topic} to {mirror_topic}", caught_up, timeout)
+
+
+class BackgroundProducer:
+    """Writes uniquely numbered records to a primary topic until stopped; remembers every
+    record the broker acknowledged, so a test can prove none was lost."""
+
+    def __init__(self, bootstrap: str, topic: str, rate: float = 100.0) -> None:
+        import threading
+
+        from kasten_bp.kafka import clients
+
+        self.topic = topic
+        self.rate = rate
+        self.acked: list[bytes] = []
+        self._producer = clients.producer(bootstrap)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> BackgroundProducer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        import time
+
+        i = 0
+        while not self._stop.is_set():
+            value = f"{self.topic}-{i:08d}".encode()
+
+            def ack(err: object, msg: object, value: bytes = value) -> None:
+                if err is None:
+                    self.acked.append(value)
+
+            self._producer.produce(
+                self.topic, key=str(i % 17).encode(), value=value, on_delivery=ack
+            )
+            self._producer.poll(0)
+            i += 1
+            time.sleep(1 / self.rate)
+        self._producer.flush(30)
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(60)
+
+
+def assert_all_mirrored(
+    lab: LabHandle, topic: str, acked: list[bytes], timeout: float = 180
+) -> None:
+    """Every acknowledged primary record reaches the mirror (MM2 resumed, nothing lost)."""
+    wanted = set(acked)
+    assert wanted, "the background producer acknowledged nothing"
+
+    def all_there() -> bool:
+        partitions = admin.topics(lab.mirror).get(topic, 0)
+        seen = {r.value for p in range(partitions) for r in partition_records(lab.mirror, topic, p)}
+        return wanted <= seen
+
+    wait_for(f"all {len(wanted)} acknowledged records of {topic} on the mirror", all_there, timeout)
+
+
+def assert_mirror_running(lab: LabHandle) -> None:
+    """Brokers up with full ISRs and every MM2 connector RUNNING."""
+    from kasten_bp.connect import ConnectClient
+
+    assert lab.lab is not None
+    state = lab.lab.require_state()
+    assert all(b.handle.alive() for b in state.mirror.brokers)
+    wait_for(
+        "every mirror partition led with a full ISR",
+        lambda: admin.all_partitions_healthy(lab.mirror, len(state.mirror.brokers)),
+        120,
+    )
+    with ConnectClient(lab.config.connect.url) as client:
+        for name in lab.config.connect.connectors:
+            wait_for(f"connector {name} RUNNING", lambda name=name: client.all_running(name), 60)

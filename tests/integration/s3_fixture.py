@@ -65,6 +65,7 @@ def _run(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="session")
 def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    """A MinIO server for the session, its env file loaded into os.environ."""
     workdir = Path(os.environ.get("KASTEN_BP_TEST_MINIO") or tmp_path_factory.mktemp("minio"))
     try:
         up = _run("up", str(workdir), timeout=UP_TIMEOUT)

@@ -1,0 +1,230 @@
+"""The main job on the real lab: consistent backup under writes, restore, verify."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kasten_bp.backup import Backups
+from kasten_bp.connect import ConnectClient
+from kasten_bp.kafka import admin, producing
+from kasten_bp.platforms.local import LocalPlatform
+from kasten_bp.records import Record
+
+from .helpers import (
+    BackgroundProducer,
+    LabHandle,
+    assert_all_mirrored,
+    assert_mirror_running,
+    wait_mirrored,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def cli(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kasten_bp.cli", *args, "--config", str(lab.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def cli_json(lab: LabHandle, *args: str, expect: int = 0) -> Any:
+    result = cli(lab, *args, "--output", "json")
+    assert result.returncode == expect, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+def seed(lab: LabHandle, topic: str, count: int = 30) -> None:
+    """Records on every partition, mirrored, before a test's backup starts."""
+    producing.produce(
+        lab.primary,
+        [Record(topic, i % 3, -1, 0, b"seed", f"seed-{i}".encode(), ()) for i in range(count)],
+    )
+    wait_mirrored(lab.primary, lab.mirror, topic)
+
+
+@pytest.fixture
+def restored_clusters(lab: LabHandle) -> Iterator[list[str]]:
+    """Backup ids restored by a test; their clusters are stopped afterwards (CPU is scarce)."""
+    ids: list[str] = []
+    yield ids
+    platform = LocalPlatform(lab.config)
+    for backup_id in ids:
+        platform.stop_restored(backup_id)
+
+
+def test_consistent_backup_under_writes_restores_and_verifies(
+    lab: LabHandle, topic: str, restored_clusters: list[str]
+) -> None:
+    seed(lab, topic)
+    with BackgroundProducer(lab.primary, topic, rate=150) as writer:
+        result = cli_json(lab, "backup")
+    assert result["status"] == "COMPLETED" and result["mode"] == "consistent"
+    assert [s["name"] for s in result["steps"]][:3] == [
+        "preflight",
+        "pause_mirrormaker",
+        "wait_caught_up",
+    ]
+    assert all(s["status"] == "done" for s in result["steps"])
+    assert result["downtime_seconds"] > 0 and result["mirror_unavailable_seconds"] > 0
+    manifest = result["manifest"]
+    ours = [p for p in manifest["partitions"] if p["topic"] == topic]
+    assert len(ours) == 3 and all(
+        p["head"] and p["head"][-1]["primary_offset"] is not None for p in ours
+    )
+    assert len(manifest["snapshots"]) == 3 and all(s["checksum"] for s in manifest["snapshots"])
+    # MM2 replicates what was written during and after the backup.
+    assert_all_mirrored(lab, topic, writer.acked)
+    assert_mirror_running(lab)
+
+    backup_id = result["backup_id"]
+    restored = cli_json(lab, "restore", backup_id)
+    restored_clusters.append(backup_id)
+    assert restored["bootstrap"].startswith("127.0.0.1:")
+    report = cli_json(lab, "verify", backup_id)
+    assert report["verdict"] == "consistent"
+    mine = [p for p in report["partitions"] if p["topic"] == topic]
+    assert {p["status"] for p in mine} <= {"consistent", "behind"}
+    assert all(p["heads_match_manifest"] for p in mine)
+    # The primary kept receiving records after the cut: the RPO is visible.
+    assert sum(p["records_behind"] for p in mine) > 0
+
+    deep = cli_json(lab, "verify", backup_id, "--deep")
+    assert deep["verdict"] == "consistent"
+    assert sum(p["records_compared"] for p in deep["partitions"] if p["topic"] == topic) == sum(
+        p["end_offset"] - p["log_start_offset"] for p in ours
+    )
+
+    # One foreign record at a restored head: verify exits 1 and names that partition.
+    producing.produce(restored["bootstrap"], [Record(topic, 2, -1, 0, b"intruder", b"x", ())])
+    result = cli(lab, "verify", backup_id, "--output", "json")
+    assert result.returncode == 1
+    bad = [p for p in json.loads(result.stdout)["partitions"] if p["status"] == "divergent"]
+    assert [(p["topic"], p["partition"]) for p in bad] == [(topic, 2)]
+    text = cli(lab, "verify", backup_id)
+    assert text.returncode == 1 and f"{topic}[2]" in text.stdout and "divergent" in text.stdout
+
+
+def test_verify_catches_a_duplicated_record_and_a_missing_topic(
+    lab: LabHandle, topic: str, restored_clusters: list[str]
+) -> None:
+    producing.produce(
+        lab.primary, [Record(topic, i % 3, -1, 0, b"k", f"v{i}".encode(), ()) for i in range(60)]
+    )
+    backup_id = cli_json(lab, "backup")["backup_id"]
+    restored = cli_json(lab, "restore", backup_id)["bootstrap"]
+    restored_clusters.append(backup_id)
+    from .helpers import partition_records
+
+    last = partition_records(restored, topic, 0)[-1]
+    producing.produce(
+        restored, [Record(topic, 0, -1, last.timestamp, last.key, last.value, last.headers)]
+    )
+    report = cli_json(lab, "verify", backup_id, expect=1)
+    statuses = {(p["topic"], p["partition"]): p["status"] for p in report["partitions"]}
+    assert statuses[(topic, 0)] == "divergent"
+    assert statuses[(topic, 1)] in ("consistent", "behind")
+
+    admin.delete_topics(restored, [topic])
+    from kasten_bp.waiting import wait_for
+
+    wait_for(
+        f"topic {topic} gone from the restored cluster",
+        lambda: topic not in admin.topics(restored),
+        60,
+    )
+    report = cli_json(lab, "verify", backup_id, expect=1)
+    missing = sorted(
+        p["partition"]
+        for p in report["partitions"]
+        if p["topic"] == topic and p["status"] == "missing"
+    )
+    assert missing == [0, 1, 2]
+
+
+def test_hot_backup_gives_an_honest_report(
+    lab: LabHandle, topic: str, restored_clusters: list[str]
+) -> None:
+    seed(lab, topic)
+    with BackgroundProducer(lab.primary, topic, rate=200) as writer:
+        result = cli_json(lab, "backup", "--mode", "hot")
+        assert result["status"] == "COMPLETED" and result["mode"] == "hot"
+        assert result["downtime_seconds"] is None  # MM2 was never stopped
+        backup_id = result["backup_id"]
+        restored_clusters.append(backup_id)
+        cli_json(lab, "restore", backup_id)
+    report = cli(lab, "verify", backup_id, "--output", "json")
+    assert report.returncode in (0, 1)
+    data = json.loads(report.stdout)
+    assert data["verdict"] == ("consistent" if report.returncode == 0 else "inconsistent")
+    ours = [p for p in data["partitions"] if p["topic"] == topic]
+    assert len(ours) == 3 and all(
+        p["status"] in ("consistent", "behind", "divergent", "missing") for p in ours
+    )
+    assert_all_mirrored(lab, topic, writer.acked)
+
+
+def test_dry_run_checks_and_changes_nothing(lab: LabHandle) -> None:
+    before = Backups(lab.config).store.all()
+    pids = [b.handle.pid() for b in lab.lab.require_state().mirror.brokers] if lab.lab else []
+    plan = cli_json(lab, "backup", "--dry-run")
+    assert (
+        plan["dry_run"] is True
+        and plan["plan"][0] == "preflight"
+        and "snapshot_volumes" in plan["plan"]
+    )
+    assert Backups(lab.config).store.all() == before
+    assert (
+        [b.handle.pid() for b in lab.lab.require_state().mirror.brokers] == pids
+        if lab.lab
+        else True
+    )
+    with ConnectClient(lab.config.connect.url) as client:
+        assert all(client.state(n) == "RUNNING" for n in lab.config.connect.connectors)
+
+
+def test_a_second_concurrent_backup_is_refused(lab: LabHandle) -> None:
+    with LocalPlatform(lab.config).lock("test holding the lock"):
+        result = cli(lab, "backup")
+    assert result.returncode == 2
+    assert "holds the lock" in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_bad_config_is_a_usage_error(lab: LabHandle, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("primary: {bootstrap: 127.0.0.1:1}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "kasten_bp.cli", "backup", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "mirror" in result.stderr
+    assert cli(lab, "backup", "--mode", "lukewarm").returncode == 2
+    assert cli(lab, "restore", "bk-does-not-exist").returncode == 2
+
+
+def test_runbook_verbs_quiesce_snapshot_resume(lab: LabHandle, topic: str) -> None:
+    assert lab.lab is not None
+    with BackgroundProducer(lab.primary, topic, rate=100) as writer:
+        held = cli_json(lab, "quiesce")
+        assert held["status"] == "HELD"
+        assert not any(b.handle.alive() for b in lab.lab.require_state().mirror.brokers)
+        status = cli_json(lab, "status")
+        assert [c["backup_id"] for c in status["current"]] == [held["backup_id"]]
+        snap = cli_json(lab, "snapshot")
+        assert snap["status"] == "HELD" and len(snap["manifest"]["snapshots"]) == 3
+        done = cli_json(lab, "resume")
+        assert done["status"] == "COMPLETED"
+        again = cli_json(lab, "resume")
+        assert again["status"] == "nothing to resume"
+    assert_mirror_running(lab)
+    assert_all_mirrored(lab, topic, writer.acked)

@@ -1,0 +1,249 @@
+"""RBAC denials, a missing CRD and the Lease lock: reported in one line, exit 2, nothing
+changed — against the REAL kube-apiserver (its RBAC, its discovery)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kasten_bp.backup import Backups
+from kasten_bp.errors import UsageError
+from kasten_bp.platforms import kube as k
+from kasten_bp.platforms.kube import Kube
+from kasten_bp.platforms.strimzi import PAUSE, StrimziPlatform
+
+from .helpers import LabHandle
+from .kube_fixture import (
+    GROUP_CLASS,
+    ROOT,
+    SNAPSHOT_CLASS,
+    KubeEnv,
+    create_strimzi_cluster,
+    make_config,
+    start_simulators,
+    wait_strimzi_ready,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
+LIMITED = "kasten-bp-limited"
+
+
+def untouched(kube: Kube, ns: str) -> None:
+    kafka = kube.get(k.KAFKAS, ns, "mirror")
+    assert PAUSE not in (kafka["metadata"].get("annotations") or {})
+    assert kube.find(k.LEASES, ns) == []
+    assert kube.find(k.SNAPSHOTS, ns) == []
+    assert len(kube.find(k.PODSETS, ns)) == 1
+
+
+def test_rbac_denied_is_one_line_exit_2_and_nothing_changes(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, tmp_path: Path
+) -> None:
+    create_strimzi_cluster(kube, namespace, mirrormaker=None)
+    config = make_config(
+        kube_env,
+        lab.config,
+        tmp_path / "c",
+        "strimzi",
+        namespace,
+        "mirror",
+        limited=True,
+        snapshot_class=SNAPSHOT_CLASS,
+    )
+    with pytest.raises(UsageError) as err:
+        Backups(config).backup("consistent")
+    assert err.value.exit_code == 2
+    assert str(err.value) == (
+        f"forbidden: cannot get leases.coordination.k8s.io in namespace {namespace} (user {LIMITED})"
+    )
+    # With the lock allowed but not the rest, preflight names each missing permission.
+    kube.create(
+        k.Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+        namespace,
+        {
+            "metadata": {"name": "lease-only"},
+            "rules": [
+                {
+                    "apiGroups": ["coordination.k8s.io"],
+                    "resources": ["leases"],
+                    "verbs": ["get", "create", "update"],
+                },
+                {"apiGroups": ["kafka.strimzi.io"], "resources": ["kafkas"], "verbs": ["get"]},
+            ],
+        },
+    )
+    kube.create(
+        k.Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+        namespace,
+        {
+            "metadata": {"name": "lease-only"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "lease-only",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": LIMITED}
+            ],
+        },
+    )
+    time.sleep(1)  # RBAC is served from an informer cache
+    problems = StrimziPlatform(config).preflight()
+    assert (
+        f"forbidden: cannot patch kafkas.kafka.strimzi.io in namespace {namespace} (user {LIMITED})"
+        in problems
+    )
+    assert (
+        f"forbidden: cannot create pods/exec in namespace {namespace} (user {LIMITED})" in problems
+    )
+    assert (
+        f"forbidden: cannot get volumesnapshotcontents.snapshot.storage.k8s.io (cluster-wide) (user {LIMITED})"
+        in problems
+    )
+    assert not any("leases" in p or "cannot get kafkas" in p for p in problems)
+    kube.delete(k.LEASES, namespace, "kasten-bp-mirror")  # the lock held for the attempt
+    with pytest.raises(UsageError) as err:
+        Backups(config).backup("consistent")
+    assert "preflight failed: forbidden: cannot patch kafkas.kafka.strimzi.io" in str(err.value)
+    kafka = kube.get(k.KAFKAS, namespace, "mirror")
+    assert PAUSE not in (kafka["metadata"].get("annotations") or {})
+    assert kube.find(k.SNAPSHOTS, namespace) == []
+
+
+def test_shipped_rbac_grants_exactly_what_the_platform_checks(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, tmp_path: Path
+) -> None:
+    """blueprints/rbac.yaml, bound to the limited user, passes every preflight access check."""
+    docs = [d for d in yaml.safe_load_all((ROOT / "blueprints" / "rbac.yaml").read_text()) if d]
+    rbac = "rbac.authorization.k8s.io"
+    suffix = namespace[-8:]
+    for doc in docs:
+        kind = doc["kind"]
+        if kind == "ServiceAccount":
+            continue
+        doc["metadata"]["name"] += f"-{suffix}"
+        if kind in ("RoleBinding", "ClusterRoleBinding"):
+            doc["roleRef"]["name"] += f"-{suffix}"
+            doc["subjects"] = [{"apiGroup": rbac, "kind": "User", "name": LIMITED}]
+        plural = kind.lower() + "s"
+        res = k.Resource(rbac, "v1", plural, kind, namespaced=kind in ("Role", "RoleBinding"))
+        doc["metadata"]["namespace"] = namespace if res.namespaced else None
+        kube.create(res, namespace if res.namespaced else None, doc)
+    time.sleep(1)
+    for platform, extra in (
+        ("strimzi", {"mirrormaker": "mm2"}),
+        ("statefulset", {"mirrormaker": "mm2"}),
+    ):
+        for group in (None, GROUP_CLASS):
+            config = make_config(
+                kube_env,
+                lab.config,
+                tmp_path / "c",
+                platform,
+                namespace,
+                "mirror",
+                limited=True,
+                snapshot_class=SNAPSHOT_CLASS,
+                group_snapshot_class=group,
+                **extra,
+            )
+            p = (
+                StrimziPlatform(config)
+                if platform == "strimzi"
+                else __import__(
+                    "kasten_bp.platforms.statefulset", fromlist=["StatefulSetPlatform"]
+                ).StatefulSetPlatform(config)
+            )
+            denied = [a for a in p.required_access() if not p.kube.allowed(a, namespace)]
+            assert denied == [], (platform, group, denied)
+
+
+def test_missing_crd_is_reported_before_anything_changes(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, tmp_path: Path
+) -> None:
+    create_strimzi_cluster(kube, namespace, mirrormaker=None)
+    crds = k.Resource(
+        "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False
+    )
+    name = "volumegroupsnapshots.groupsnapshot.storage.k8s.io"
+    path = (
+        ROOT / "tests" / "kube" / "crds" / "groupsnapshot.storage.k8s.io_volumegroupsnapshots.yaml"
+    )
+    kube.delete(crds, None, name)
+    try:
+        config = make_config(
+            kube_env,
+            lab.config,
+            tmp_path / "c",
+            "strimzi",
+            namespace,
+            "mirror",
+            group_snapshot_class=GROUP_CLASS,
+        )
+        from kasten_bp.waiting import wait_for
+
+        platform = StrimziPlatform(config)
+        wait_for("the CRD to be gone", lambda: not platform.kube.served(k.GROUP_SNAPSHOTS), 60)
+        with pytest.raises(UsageError) as err:
+            Backups(config).backup("consistent")
+        assert err.value.exit_code == 2
+        assert f"CRD {name} is not installed" in str(err.value)
+        assert str(err.value).startswith("preflight failed: CRD volumegroupsnapshots")
+        with pytest.raises(UsageError, match=f"^CRD {name} is not installed"):
+            platform.kube.find(k.GROUP_SNAPSHOTS, namespace)
+        kafka = kube.get(k.KAFKAS, namespace, "mirror")
+        assert PAUSE not in (kafka["metadata"].get("annotations") or {})
+    finally:
+        kube.create(crds, None, yaml.safe_load(path.read_text()))
+        wait_for("the CRD to be served again", lambda: kube.served(k.GROUP_SNAPSHOTS), 60)
+
+
+def test_lease_refuses_a_concurrent_run_and_takes_over_an_expired_one(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, tmp_path: Path
+) -> None:
+    create_strimzi_cluster(kube, namespace, mirrormaker=None)
+    sims = start_simulators(kube, [namespace])
+    try:
+        wait_strimzi_ready(kube, namespace)
+        config = make_config(
+            kube_env,
+            lab.config,
+            tmp_path / "c",
+            "strimzi",
+            namespace,
+            "mirror",
+            snapshot_class=SNAPSHOT_CLASS,
+        )
+        first, second = StrimziPlatform(config), StrimziPlatform(config)
+        with first.lock("backup"):
+            lease = kube.get(k.LEASES, namespace, "kasten-bp-mirror")
+            assert lease["spec"]["holderIdentity"].startswith("backup (")
+            assert lease["spec"]["leaseDurationSeconds"] == 60
+            with pytest.raises(UsageError) as err, second.lock("quiesce"):
+                pass
+            assert err.value.exit_code == 2
+            assert f"lease {namespace}/kasten-bp-mirror is held by backup (" in str(err.value)
+            # The whole CLI path refuses too, and changes nothing.
+            with pytest.raises(UsageError, match="another kasten-bp run is in progress"):
+                Backups(config).backup("consistent")
+        assert (
+            kube.get(k.LEASES, namespace, "kasten-bp-mirror")["spec"].get("holderIdentity") is None
+        )
+        # A holder that died: its lease expired; the next run takes over.
+        lease = kube.get(k.LEASES, namespace, "kasten-bp-mirror")
+        lease["spec"].update(
+            holderIdentity="dead (host pid 1)",
+            leaseDurationSeconds=5,
+            renewTime="2020-01-01T00:00:00.000000Z",
+        )
+        kube.replace(k.LEASES, namespace, "kasten-bp-mirror", lease)
+        with second.lock("resume"):
+            spec = kube.get(k.LEASES, namespace, "kasten-bp-mirror")["spec"]
+            assert spec["holderIdentity"].startswith("resume (") and spec["leaseTransitions"] >= 2
+        kafka = kube.get(k.KAFKAS, namespace, "mirror")
+        assert PAUSE not in (kafka["metadata"].get("annotations") or {})
+    finally:
+        sims.stop()

@@ -1,0 +1,320 @@
+"""Platform strimzi against a REAL kube-apiserver; kubelet/operator/CSI played by
+tests/kube/simulator.py. The end-to-end test ties the broker pods to the lab's REAL mirror
+brokers and the KafkaMirrorMaker2 connectors to the lab's REAL Connect worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kasten_bp.backup import Backups
+from kasten_bp.connect import ConnectClient
+from kasten_bp.errors import RollbackFailed, RunFailed
+from kasten_bp.lab.load import LoadSpec, run_load
+from kasten_bp.manifest import ClusterInfo, Manifest
+from kasten_bp.platforms import kube as k
+from kasten_bp.platforms.kube import Kube
+from kasten_bp.platforms.strimzi import PAUSE, StrimziPlatform, parse_node
+from kasten_bp.workflow.states import RunState
+from tests.kube.simulator import LabBinding
+
+from .helpers import LabHandle, wait_mirrored
+from .kube_fixture import (
+    GROUP_CLASS,
+    SNAPSHOT_CLASS,
+    KubeEnv,
+    Sims,
+    create_strimzi_cluster,
+    make_config,
+    new_namespace,
+    start_simulators,
+    wait_strimzi_ready,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
+
+CONNECTORS_STATE_RUNNING = {"RUNNING"}
+
+
+@pytest.fixture
+def sims(kube: Kube, namespace: str, lab: LabHandle) -> Iterator[Sims]:
+    """Simulators for this test's namespace; MM2 connectors are the lab's real ones."""
+    s = start_simulators(kube, [namespace], connect_url=lab.config.connect.url)
+    yield s
+    s.stop()
+
+
+def strimzi_config(kube_env: KubeEnv, lab: LabHandle, tmp_path: Path, ns: str, **fields):
+    fields.setdefault("snapshot_class", SNAPSHOT_CLASS)
+    fields.setdefault("mirrormaker", "mm2")
+    fields.setdefault("timeout_seconds", 30)
+    return make_config(
+        kube_env, lab.config, tmp_path / "catalog", "strimzi", ns, "mirror", **fields
+    )
+
+
+def lab_connector_states(lab: LabHandle) -> dict[str, str]:
+    with ConnectClient(lab.config.connect.url) as client:
+        return {n: client.state(n) for n in lab.config.connect.connectors}
+
+
+def assert_cluster_back(kube: Kube, ns: str, sims: Sims, lab: LabHandle) -> None:
+    """Unpaused, Ready, every pod recreated and Ready, connectors declared and RUNNING."""
+    kafka = kube.get(k.KAFKAS, ns, "mirror")
+    assert PAUSE not in (kafka["metadata"].get("annotations") or {})
+    wait_strimzi_ready(kube, ns)
+    pods = sorted(
+        p["metadata"]["name"] for p in kube.find(k.PODS, ns, {"strimzi.io/cluster": "mirror"})
+    )
+    assert pods == ["mirror-dual-1", "mirror-dual-2", "mirror-dual-3"]
+    assert [p["metadata"]["name"] for p in kube.find(k.PODSETS, ns)] == ["mirror-dual"]
+    mm2 = kube.get(k.MIRRORMAKER2S, ns, "mm2")
+    states = {
+        f: (mm2["spec"]["mirrors"][0].get(f) or {}).get("state")
+        for f in ("sourceConnector", "checkpointConnector", "heartbeatConnector")
+    }
+    assert states == {
+        "sourceConnector": "running",
+        "checkpointConnector": "running",
+        "heartbeatConnector": "running",
+    }
+    assert set(lab_connector_states(lab).values()) == CONNECTORS_STATE_RUNNING
+    assert kube.get_optional(k.CONFIGMAPS, ns, "kasten-bp-mirror-podsets") is None
+
+
+def test_strimzi_backup_end_to_end_with_real_brokers(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, topic: str, tmp_path: Path
+) -> None:
+    assert lab.lab is not None
+    mirror = lab.lab.require_state().mirror
+    binding = LabBinding(namespace, mirror, {f"mirror-dual-{b.id}": b for b in mirror.brokers})
+    create_strimzi_cluster(kube, namespace, node_ids=tuple(b.id for b in mirror.brokers))
+    sims = start_simulators(
+        kube,
+        [namespace],
+        lab=binding,
+        connect_url=lab.config.connect.url,
+        bootstrap=mirror.bootstrap,
+    )
+    try:
+        wait_strimzi_ready(kube, namespace, timeout=120)
+        run_load(lab.primary, LoadSpec(topic=topic, records=300, rate=0, partitions=3))
+        wait_mirrored(lab.primary, lab.mirror, topic)
+        config = strimzi_config(kube_env, lab, tmp_path, namespace)
+        result = Backups(config).backup("consistent")
+        assert result["status"] == RunState.COMPLETED, result
+        # The pods were really gone (their brokers stopped) and came back.
+        for b in mirror.brokers:
+            assert f"{namespace}/mirror-dual-{b.id}" in sims.kubelet.deleted
+            assert b.handle.alive()
+        # Connectors went STOPPED then back to their recorded state through the CR.
+        stopped = [n for n, s in sims.operator.connector_actions if s == "STOPPED"]
+        resumed = [n for n, s in sims.operator.connector_actions if s == "RUNNING"]
+        assert sorted(stopped) == sorted(lab.config.connect.connectors) == sorted(resumed)
+        assert_cluster_back(kube, namespace, sims, lab)
+        manifest = result["manifest"]
+        snaps = manifest["snapshots"]
+        assert sorted(s["broker_id"] for s in snaps) == [b.id for b in mirror.brokers]
+        kafka = kube.get(k.KAFKAS, namespace, "mirror")
+        for s in snaps:
+            d = s["details"]
+            vs = kube.get(k.SNAPSHOTS, namespace, d["snapshot"])
+            assert vs["status"]["readyToUse"] is True
+            assert vs["spec"]["source"]["persistentVolumeClaimName"] == d["pvc"]
+            assert d["pvc"] == f"data-mirror-dual-{s['broker_id']}"
+            assert d["node_id"] == s["broker_id"] and d["pool"] == "dual"
+            assert d["restoreSize"] == "2Gi" and s["size_bytes"] == 2 * 2**30
+            assert (
+                d["boundVolumeSnapshotContentName"]
+                == vs["status"]["boundVolumeSnapshotContentName"]
+            )
+            assert d["cluster_id"] == kafka["status"]["clusterId"]
+            assert d["volumeSnapshotClassName"] == SNAPSHOT_CLASS
+    finally:
+        sims.stop()
+
+
+def test_snapshot_error_rolls_back(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, sims: Sims, tmp_path: Path
+) -> None:
+    create_strimzi_cluster(kube, namespace)
+    wait_strimzi_ready(kube, namespace)
+    sims.csi.error_for = "mirror-dual-2"
+    config = strimzi_config(kube_env, lab, tmp_path, namespace)
+    with pytest.raises(RunFailed) as err:
+        Backups(config).backup("consistent")
+    assert err.value.exit_code == 3
+    assert "volumesnapshot" in str(err.value) and "simulated snapshot failure" in str(err.value)
+    assert "data-mirror-dual-2" in str(err.value)
+    assert_cluster_back(kube, namespace, sims, lab)
+    # Half-made snapshots are gone.
+    assert kube.find(k.SNAPSHOTS, namespace) == []
+
+
+def test_snapshot_never_ready_times_out_and_rolls_back(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, sims: Sims, tmp_path: Path
+) -> None:
+    create_strimzi_cluster(kube, namespace)
+    wait_strimzi_ready(kube, namespace)
+    sims.csi.never_ready = True
+    config = strimzi_config(kube_env, lab, tmp_path, namespace, timeout_seconds=4)
+    with pytest.raises(RunFailed) as err:
+        Backups(config).backup("consistent")
+    assert "timed out after 4s waiting for 3 volumesnapshots" in str(err.value)
+    assert_cluster_back(kube, namespace, sims, lab)
+    assert kube.find(k.SNAPSHOTS, namespace) == []
+
+
+def test_pod_stuck_terminating_rolls_back(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, sims: Sims, tmp_path: Path
+) -> None:
+    import time
+
+    create_strimzi_cluster(kube, namespace)
+    wait_strimzi_ready(kube, namespace)
+    # The pod's deletion hangs for a while (a kubelet that is slow to kill it).
+    sims.kubelet.stuck["mirror-dual-3"] = time.monotonic() + 45
+    config = strimzi_config(kube_env, lab, tmp_path, namespace, stop_timeout=4)
+    with pytest.raises(RunFailed) as err:
+        Backups(config).backup("consistent")
+    assert "pods of kafka" in str(err.value) and "pod " + namespace + "/mirror-dual-3" in str(
+        err.value
+    )
+    assert_cluster_back(kube, namespace, sims, lab)
+
+
+def test_unpause_never_ready_is_rollback_failed_then_resume_recovers(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, sims: Sims, tmp_path: Path
+) -> None:
+    create_strimzi_cluster(kube, namespace)
+    wait_strimzi_ready(kube, namespace)
+    sims.operator.never_ready = True
+    config = strimzi_config(kube_env, lab, tmp_path, namespace, start_timeout=4)
+    backups = Backups(config)
+    with pytest.raises(RollbackFailed) as err:
+        backups.backup("consistent")
+    assert err.value.exit_code == 4
+    assert "to be Ready with its pods" in str(err.value) and "kasten-bp resume" in str(err.value)
+    # Connectors were still resumed by the rollback (it keeps undoing the other steps).
+    assert set(lab_connector_states(lab).values()) == CONNECTORS_STATE_RUNNING
+    # A person fixes the operator; `resume` retries the rollback.
+    sims.operator.never_ready = False
+    with pytest.raises(RunFailed):  # the rollback now completes: "failed and rolled back"
+        Backups(config).resume()
+    assert Backups(config).status()["last"]["status"] == RunState.FAILED_ROLLED_BACK
+    assert_cluster_back(kube, namespace, sims, lab)
+
+
+def test_group_snapshot_jbod_maps_every_pvc_to_its_broker(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, sims: Sims, tmp_path: Path
+) -> None:
+    create_strimzi_cluster(kube, namespace, jbod=2)
+    wait_strimzi_ready(kube, namespace)
+    config = strimzi_config(kube_env, lab, tmp_path, namespace, group_snapshot_class=GROUP_CLASS)
+    platform = StrimziPlatform(config)
+    assert platform.preflight() == []
+    assert [(b.id, b.volumes) for b in platform.brokers()] == [
+        (i, [f"data-0-mirror-dual-{i}", f"data-1-mirror-dual-{i}"]) for i in (1, 2, 3)
+    ]
+    platform.stop_brokers([1, 2, 3], 30)
+    refs = platform.snapshot_volumes("bk-group-1", [1, 2, 3], 30)
+    platform.start_brokers([1, 2, 3], 60)
+    groups = kube.find(k.GROUP_SNAPSHOTS, namespace)
+    assert [g["metadata"]["name"] for g in groups] == ["bk-group-1-group"]
+    assert groups[0]["spec"]["source"]["selector"]["matchLabels"] == {
+        "strimzi.io/cluster": "mirror",
+        "strimzi.io/kind": "Kafka",
+    }
+    assert len(refs) == 6
+    for ref in refs:
+        d = ref.details
+        assert d["group_snapshot"] == "bk-group-1-group"
+        member = kube.get(k.SNAPSHOTS, namespace, d["snapshot"])
+        content = kube.get(
+            k.SNAPSHOT_CONTENTS, None, member["status"]["boundVolumeSnapshotContentName"]
+        )
+        pvc = kube.get(k.PVCS, namespace, d["pvc"])
+        pv = kube.get(k.PVS, None, pvc["spec"]["volumeName"])
+        info = {
+            i["snapshotHandle"]: i["volumeHandle"]
+            for i in kube.get(
+                k.GROUP_SNAPSHOT_CONTENTS, None, d["boundVolumeGroupSnapshotContentName"]
+            )["status"]["volumeSnapshotInfoList"]
+        }
+        assert info[content["status"]["snapshotHandle"]] == pv["spec"]["csi"]["volumeHandle"]
+        assert d["pvc"] == f"data-{d['jbod_volume_id']}-mirror-dual-{ref.broker_id}"
+    platform.delete_snapshots("bk-group-1")
+    assert kube.find(k.GROUP_SNAPSHOTS, namespace) == []
+
+
+def test_strimzi_restore_follows_volume_recovery(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, tmp_path: Path
+) -> None:
+    target = new_namespace(kube, "restore")
+    sims = start_simulators(kube, [namespace, target], connect_url=None)
+    try:
+        create_strimzi_cluster(kube, namespace, mirrormaker=None)
+        wait_strimzi_ready(kube, namespace)
+        config = strimzi_config(
+            kube_env, lab, tmp_path, namespace, mirrormaker=None, restore_namespace=target
+        )
+        platform = StrimziPlatform(config)
+        cluster_id = platform.mirror_cluster_id()
+        platform.stop_brokers([1, 2, 3], 30)
+        refs = platform.snapshot_volumes("bk-restore-1", [1, 2, 3], 30)
+        platform.start_brokers([1, 2, 3], 60)
+        manifest = Manifest(
+            backup_id="bk-restore-1",
+            created_at="2026-01-01T00:00:00Z",
+            mode="consistent",
+            platform="strimzi",
+            head_window=8,
+            primary=ClusterInfo(bootstrap=lab.primary),
+            mirror=ClusterInfo(bootstrap=lab.mirror, cluster_id=cluster_id),
+            replication_policy="identity",
+            source_alias="primary",
+            snapshots=refs,
+        )
+        out = platform.restore(manifest, 60)
+        assert out["namespace"] == target and out["cluster_id"] == cluster_id
+        assert out["bootstrap"] == f"mirror-kafka-bootstrap.{target}.svc:9092"
+        for ref in refs:
+            pvc = kube.get(k.PVCS, target, ref.details["pvc"])
+            source = pvc["spec"]["dataSource"]
+            assert (
+                source["kind"] == "VolumeSnapshot"
+                and source["apiGroup"] == "snapshot.storage.k8s.io"
+            )
+            vs = kube.get(k.SNAPSHOTS, target, source["name"])
+            content = kube.get(
+                k.SNAPSHOT_CONTENTS, None, vs["spec"]["source"]["volumeSnapshotContentName"]
+            )
+            assert content["spec"]["source"]["snapshotHandle"] == ref.details["snapshotHandle"]
+            assert content["spec"]["deletionPolicy"] == "Retain"
+            assert pvc["metadata"]["labels"]["strimzi.io/pool-name"] == "dual"
+        restored = kube.get(k.KAFKAS, target, "mirror")
+        assert restored["status"]["clusterId"] == cluster_id
+        assert PAUSE not in restored["metadata"]["annotations"]
+        assert restored["metadata"]["annotations"]["kasten-bp.io/cluster-id"] == cluster_id
+        pool = kube.get(k.NODE_POOLS, target, "dual")
+        assert pool["metadata"]["annotations"]["strimzi.io/next-node-ids"] == "[1, 2, 3]"
+        assert pool["status"]["nodeIds"] == [1, 2, 3]
+        # The pods of the restored cluster run on the restored PVCs' names.
+        assert sorted(p["metadata"]["name"] for p in kube.find(k.PODS, target)) == [
+            "mirror-dual-1",
+            "mirror-dual-2",
+            "mirror-dual-3",
+        ]
+        # Restoring again is idempotent.
+        assert platform.restore(manifest, 60)["cluster_id"] == cluster_id
+    finally:
+        sims.stop()
+
+
+def test_parse_node_pvc_names() -> None:
+    assert parse_node("data-my-cluster-pool-a-7", "my-cluster", "pool-a") == (7, None)
+    assert parse_node("data-2-my-cluster-pool-a-7", "my-cluster", "pool-a") == (7, 2)
+    assert parse_node("data-my-cluster-other-7", "my-cluster", "pool-a") is None
+    assert parse_node("logs-my-cluster-pool-a-7", "my-cluster", "pool-a") is None
