@@ -144,8 +144,28 @@ def render(
     }
 
 
+class _Dumper(yaml.SafeDumper):
+    """No anchors/aliases (`&id001`): every phase spelled out, as people read blueprints."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def to_yaml(blueprint: dict[str, Any]) -> str:
-    return HEADER + yaml.safe_dump(blueprint, sort_keys=False, width=1000)
+    return HEADER + yaml.dump(blueprint, Dumper=_Dumper, sort_keys=False, width=1000)
+
+
+@app.callback()
+def blueprint_group() -> None:
+    """The Kanister Blueprint that runs kasten-bp from K10."""
 
 
 @app.command("render")

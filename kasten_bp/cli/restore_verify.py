@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
         deep: bool = typer.Option(False, "--deep", help="compare every record, not head windows"),
         output: Output = OutputOption,
     ) -> None:
-        """Compare a restored cluster with the manifest and the primary; exit 1 if not consistent."""
+        """Compare a restored cluster with its manifest and the primary; exit 1 if not."""
 
         def body() -> dict[str, Any]:
             from kasten_bp.verification import require_restored, verify

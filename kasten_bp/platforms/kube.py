@@ -24,6 +24,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -591,7 +592,8 @@ class ExecUnavailable(KastenBpError):
 
 
 def holder_identity(owner: str) -> str:
-    return f"{owner} ({socket.gethostname()} pid {os.getpid()})"
+    """Unique per acquisition: two runs in one process must not share the lock."""
+    return f"{owner} ({socket.gethostname()} pid {os.getpid()} {uuid.uuid4().hex[:6]})"
 
 
 @contextmanager

@@ -265,8 +265,9 @@ class StatefulSetPlatform:
     def mirror_cluster_id(self) -> str:
         from kasten_bp.kafka import clients
 
-        result = clients.admin(self.config.mirror.bootstrap).describe_cluster(request_timeout=10)
-        return str(result.result(timeout=15).cluster_id or "")
+        client = clients.admin(self.config.mirror.bootstrap)  # keep it alive for the future
+        description = client.describe_cluster(request_timeout=10).result(timeout=15)
+        return str(description.cluster_id or "")
 
     def _replicas(self) -> int:
         sts = self._sts()

@@ -28,14 +28,9 @@ def wait_topics_discovered(ctx: RunContext) -> list[str]:
         mirror = set(admin.topics(config.mirror.bootstrap))
         return sorted(t for t in primary if config.replication.mirror_topic(t) not in mirror)
 
-    try:
-        wait_for(
-            "MM2 to create every primary topic on the mirror",
-            lambda: not missing(),
-            DISCOVERY_TIMEOUT,
-        )
-    except WaitTimeout:
-        pass
+    with contextlib.suppress(WaitTimeout):
+        what = "MM2 to create every primary topic on the mirror"
+        wait_for(what, lambda: not missing(), DISCOVERY_TIMEOUT)
     return missing()
 
 

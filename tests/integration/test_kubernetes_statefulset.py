@@ -9,6 +9,7 @@ import pytest
 
 from kasten_bp.backup import Backups
 from kasten_bp.connect import ConnectClient
+from kasten_bp.lab.load import LoadSpec, run_load
 from kasten_bp.manifest import ClusterInfo, Manifest
 from kasten_bp.platforms import kube as k
 from kasten_bp.platforms.kube import Kube
@@ -17,7 +18,7 @@ from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.states import RunState
 from tests.kube.simulator import LabBinding
 
-from .helpers import LabHandle
+from .helpers import LabHandle, wait_mirrored
 from .kube_fixture import (
     SNAPSHOT_CLASS,
     KubeEnv,
@@ -39,7 +40,7 @@ def ready_replicas(kube: Kube, resource: k.Resource, ns: str, name: str, want: i
 
 
 def test_statefulset_backup_end_to_end_restores_exact_replicas(
-    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, tmp_path: Path
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, topic: str, tmp_path: Path
 ) -> None:
     assert lab.lab is not None
     mirror = lab.lab.require_state().mirror
@@ -51,6 +52,8 @@ def test_statefulset_backup_end_to_end_restores_exact_replicas(
         create_statefulset(kube, namespace, "mm2", 2, kind=k.DEPLOYMENTS)
         ready_replicas(kube, k.STATEFULSETS, namespace, "kafka", 3)
         ready_replicas(kube, k.DEPLOYMENTS, namespace, "mm2", 2)
+        run_load(lab.primary, LoadSpec(topic=topic, records=200, rate=0, partitions=3))
+        wait_mirrored(lab.primary, lab.mirror, topic)
         config = make_config(
             kube_env,
             lab.config,

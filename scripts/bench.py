@@ -1,0 +1,527 @@
+#!/usr/bin/env python3
+"""`make bench`: ratios measured in one run, on a fresh embedded lab this script starts
+under a temporary directory and stops at the end.
+
+1. Mirror downtime of a consistent backup (the summary's `mirror_unavailable_seconds`:
+   brokers stopped -> serving again) against the bare operations done directly: stop the
+   mirror's brokers, `cp -a` their log dirs, start them, wait until every partition has a
+   leader and a full ISR.
+2. Whether the backup wrote anything to the primary: the sum of the primary's end offsets
+   over every topic (internal ones included) before and after the backup, with no producer
+   running. Must be 0.
+3. `verify --deep` records/s on the restored cluster against kcat reading the same
+   partitions of the same restored cluster.
+4. Head-window verify (the default, not deep) at 1x and 10x the data: its cost should grow
+   with partitions, not bytes, so the ratio should be near 1.
+
+Absolute times depend on the machine (and whatever else runs on it); the ratios are
+measured in one run on the same lab, so they compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+from kasten_bp.backup import Backups
+from kasten_bp.catalog.base import backup_key
+from kasten_bp.config import Config, load_config
+from kasten_bp.kafka import admin
+from kasten_bp.lab import kraft
+from kasten_bp.lab.lab import Lab
+from kasten_bp.lab.load import LoadSpec, run_load
+from kasten_bp.manifest import Manifest, parse_manifest
+from kasten_bp.platforms.local import LocalPlatform
+from kasten_bp.verification import verify
+from kasten_bp.verify.report import VerifyReport
+from kasten_bp.waiting import add_progress_listener, wait_for
+
+T = TypeVar("T")
+
+TOPIC = "bench"
+PARTITIONS = 3
+READER_GROUP = "kasten-bp-reader"  # the group.id of kasten-bp's consumers (kafka/clients.py)
+STARTED = time.perf_counter()
+
+
+class BenchTimeout(Exception):
+    pass
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.perf_counter() - STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def timed(body: Callable[[], T]) -> tuple[T, float]:
+    start = time.perf_counter()
+    result = body()
+    return result, time.perf_counter() - start
+
+
+# --- kcat -----------------------------------------------------------------------------
+
+
+def ensure_kcat() -> tuple[str | None, str]:
+    """The kcat binary, installing the Debian package when running as root."""
+    found = shutil.which("kcat")
+    if found:
+        return found, "found"
+    if os.geteuid() != 0:
+        return None, (
+            "kcat not found and not running as root: install it with "
+            "`sudo apt-get install -y kcat` and run `make bench` again"
+        )
+    if shutil.which("apt-get") is None:
+        return None, "kcat not found and apt-get is not available: install kcat by hand"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for attempt in (["apt-get", "install", "-y", "-q", "kcat"], None):
+        if attempt is None:
+            log("apt-get install kcat failed; running apt-get update and trying again")
+            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=300)
+            attempt = ["apt-get", "install", "-y", "-q", "kcat"]
+        log("installing kcat: " + " ".join(attempt))
+        result = subprocess.run(attempt, env=env, capture_output=True, text=True, timeout=300)
+        if result.returncode == 0 and shutil.which("kcat"):
+            return shutil.which("kcat"), "installed with apt-get"
+        last = (result.stderr or result.stdout).strip().splitlines()
+        reason = last[-1] if last else f"exit {result.returncode}"
+    return None, f"kcat could not be installed with apt-get: {reason}"
+
+
+def kcat_read(kcat: str, bootstrap: str, partitions: list[tuple[str, int]]) -> tuple[int, float]:
+    """Read every record of `partitions` with kcat; (records, seconds).
+
+    One line per record with its size fields (`%K %S`): librdkafka still fetches and
+    decodes every record, and the count is exact (values are random bytes, so printing
+    them with `%s` and counting newlines would miscount)."""
+    records = 0
+    start = time.perf_counter()
+    for topic, partition in partitions:
+        cmd = [kcat, "-C", "-b", bootstrap, "-t", topic, "-p", str(partition)]
+        cmd += ["-o", "beginning", "-e", "-q", "-f", "%p %o %K %S\n"]
+        result = subprocess.run(cmd, capture_output=True, timeout=600)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"kcat on {topic}[{partition}] failed: {result.stderr.decode().strip()}"
+            )
+        records += result.stdout.count(b"\n")
+    return records, time.perf_counter() - start
+
+
+# --- cluster helpers ------------------------------------------------------------------
+
+
+def end_offsets_by_topic(bootstrap: str) -> dict[str, int]:
+    """Topic (internal ones included) -> sum of its partitions' end offsets."""
+    topics = admin.topics(bootstrap)
+    keys = [(t, p) for t, n in topics.items() for p in range(n)]
+    marks = admin.watermarks(bootstrap, keys)
+    out = {t: 0 for t in topics}
+    for (topic, _), (_, high) in marks.items():
+        out[topic] += high
+    return out
+
+
+def mirror_records(config: Config, primary_topic: str) -> int:
+    topic = config.replication.mirror_topic(primary_topic)
+    count = admin.topics(config.mirror.bootstrap).get(topic, 0)
+    marks = admin.watermarks(config.mirror.bootstrap, [(topic, p) for p in range(count)])
+    return sum(high - low for low, high in marks.values())
+
+
+def wait_mirrored(config: Config, expected: int, timeout: float) -> None:
+    wait_for(
+        f"the mirror to hold all {expected} records of {TOPIC}",
+        lambda: mirror_records(config, TOPIC) >= expected,
+        timeout,
+        max_interval=1.0,
+    )
+
+
+def load(config: Config, records: int, seed: int) -> dict[str, Any]:
+    spec = LoadSpec(topic=TOPIC, records=records, partitions=PARTITIONS, seed=seed)
+    return run_load(config.primary.bootstrap, spec)
+
+
+def manifest_of(backups: Backups, backup_id: str) -> Manifest:
+    data = backups.catalog.read_json(backup_key(backup_id, "manifest.json"))
+    if data is None:
+        raise RuntimeError(f"backup {backup_id} has no manifest")
+    return parse_manifest(data, f"of backup {backup_id}")
+
+
+def take_backup(backups: Backups) -> tuple[dict[str, Any], Manifest, float]:
+    summary, seconds = timed(lambda: backups.backup("consistent"))
+    if summary["status"] != "COMPLETED":
+        raise RuntimeError(f"backup ended {summary['status']}: {summary.get('error')}")
+    return summary, manifest_of(backups, summary["backup_id"]), seconds
+
+
+def restore(backups: Backups, manifest: Manifest) -> str:
+    info = backups.platform.restore(manifest, 300)
+    return str(info["bootstrap"])
+
+
+def median_verify(
+    config: Config, manifest: Manifest, bootstrap: str, repeats: int
+) -> tuple[float, list[float], VerifyReport]:
+    times = []
+    report: VerifyReport | None = None
+    for _ in range(repeats):
+        report, seconds = timed(lambda: verify(config, manifest, bootstrap, deep=False))
+        times.append(seconds)
+    assert report is not None
+    return statistics.median(times), times, report
+
+
+def bare_stop_copy_start(lab: Lab, backups: Backups, target: Path) -> float:
+    """Stop the mirror's brokers, `cp -a` their log dirs, start them, wait healthy: timed.
+    MM2 is stopped around it (not timed), as in the backup, so its tasks do not fail."""
+    mirror = lab.require_state().mirror
+    mm2 = backups.platform.mirrormaker
+    states = mm2.connector_states()
+    mm2.stop(list(states), timeout=120)
+    try:
+        start = time.perf_counter()
+        kraft.stop_brokers(mirror.brokers, timeout=90)
+        for broker in mirror.brokers:
+            if broker.handle.alive():
+                raise RuntimeError(f"mirror broker {broker.id} did not stop")
+        target.mkdir(parents=True, exist_ok=True)
+        for broker in mirror.brokers:
+            subprocess.run(
+                ["cp", "-a", broker.log_dir, str(target / f"broker-{broker.id}")],
+                check=True,
+                timeout=600,
+            )
+        for broker in mirror.brokers:
+            kraft.start_broker(mirror, broker)
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if kraft.brokers_listening(mirror) and admin.all_partitions_healthy(
+                    mirror.bootstrap, len(mirror.brokers)
+                ):
+                    break
+            except Exception:  # noqa: BLE001 - not serving yet
+                pass
+            if time.monotonic() > deadline:
+                raise BenchTimeout("mirror brokers not healthy 180s after the bare restart")
+            time.sleep(0.1)
+        return time.perf_counter() - start
+    finally:
+        mm2.restore(states, timeout=180)
+        shutil.rmtree(target, ignore_errors=True)
+
+
+# --- the run --------------------------------------------------------------------------
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 3)
+
+
+def run(workdir: Path, records: int, scale: int, repeats: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"records": records, "scale": scale, "notes": []}
+    notes: list[str] = results["notes"]
+    kcat, kcat_note = ensure_kcat()
+    if kcat is None:
+        log(kcat_note)
+    notes.append(f"kcat: {kcat_note}")
+
+    lab = Lab(workdir / "lab")
+    log(f"starting a fresh lab in {lab.workdir}")
+    try:
+        _, up_seconds = timed(lambda: lab.up(primary_brokers=1, mirror_brokers=3))
+        log(f"lab up in {up_seconds:.1f}s")
+        config = load_config(lab.config_path)
+        backups = Backups(config)
+
+        log(f"producing {records} records (~1 KiB average) to {TOPIC}")
+        loaded = load(config, records, seed=7)
+        results["load_1x"] = loaded
+        wait_mirrored(config, records, timeout=300)
+
+        # (2) writes to the primary, around the first backup; no producer runs.
+        before = end_offsets_by_topic(config.primary.bootstrap)
+        groups_before = admin.committed_group_offsets(config.primary.bootstrap, READER_GROUP)
+
+        # (1a) the tool's consistent backup.
+        log("consistent backup (1x)")
+        summary1, manifest1, backup_seconds = take_backup(backups)
+        after = end_offsets_by_topic(config.primary.bootstrap)
+        groups_after = admin.committed_group_offsets(config.primary.bootstrap, READER_GROUP)
+        deltas = {
+            t: after.get(t, 0) - before.get(t, 0)
+            for t in sorted(set(before) | set(after))
+            if after.get(t, 0) != before.get(t, 0)
+        }
+        results["primary_writes"] = {
+            "total": sum(after.values()) - sum(before.values()),
+            "sum_before": sum(before.values()),
+            "sum_after": sum(after.values()),
+            "changed_topics": deltas,
+            "new_topics": sorted(set(after) - set(before)),
+            "topics_checked": sorted(after),
+            "reader_group_committed_before": len(groups_before),
+            "reader_group_committed_after": len(groups_after),
+        }
+        if groups_after:
+            notes.append(
+                f"group {READER_GROUP} has committed offsets on the primary: {groups_after}"
+            )
+        results["backup_1x"] = {
+            "backup_id": summary1["backup_id"],
+            "seconds": round(backup_seconds, 3),
+            "mm2_stopped_seconds": summary1["downtime_seconds"],
+            "mirror_unavailable_seconds": summary1["mirror_unavailable_seconds"],
+            "steps": {s["name"]: s["seconds"] for s in summary1["steps"]},
+        }
+
+        # (1b) the bare operations on the same brokers.
+        log("bare stop + cp -a + start of the mirror brokers")
+        bare = bare_stop_copy_start(lab, backups, workdir / "bare-copy")
+        results["bare_stop_copy_start_seconds"] = round(bare, 3)
+
+        # (3) and (4 at 1x) on the restored cluster of the first backup.
+        log(f"restoring {summary1['backup_id']}")
+        restored1 = restore(backups, manifest1)
+        head1, head1_all, report1 = median_verify(config, manifest1, restored1, repeats)
+        results["head_verify_1x"] = {
+            "median_seconds": round(head1, 4),
+            "runs": [round(t, 4) for t in head1_all],
+            "verdict": report1.verdict,
+            "partitions": len(report1.partitions),
+        }
+        log("verify --deep (1x)")
+        deep_report, deep_seconds = timed(lambda: verify(config, manifest1, restored1, deep=True))
+        deep_records = sum(p.records_compared for p in deep_report.partitions)
+        results["deep_verify"] = {
+            "records": deep_records,
+            "seconds": round(deep_seconds, 3),
+            "records_per_second": round(deep_records / deep_seconds, 1) if deep_seconds else None,
+            "verdict": deep_report.verdict,
+        }
+        partitions = [(p.topic, p.partition) for p in manifest1.partitions]
+        if kcat is not None:
+            log("kcat reading the same partitions")
+            kcat_records, kcat_seconds = kcat_read(kcat, restored1, partitions)
+            results["kcat"] = {
+                "records": kcat_records,
+                "seconds": round(kcat_seconds, 3),
+                "records_per_second": round(kcat_records / kcat_seconds, 1)
+                if kcat_seconds
+                else None,
+            }
+            if kcat_records != deep_records:
+                notes.append(
+                    f"kcat read {kcat_records} records, verify --deep compared {deep_records}"
+                )
+        if isinstance(backups.platform, LocalPlatform):
+            backups.platform.stop_restored(summary1["backup_id"])  # fewer JVMs for (4)
+
+        # (4) 10x the data: produce 9x more, back up again, restore, head-window verify.
+        more = records * (scale - 1)
+        log(f"producing {more} more records ({scale}x in all)")
+        results["load_more"] = load(config, more, seed=8)
+        wait_mirrored(config, records * scale, timeout=900)
+        log(f"consistent backup ({scale}x)")
+        summary2, manifest2, backup2_seconds = take_backup(backups)
+        results[f"backup_{scale}x"] = {
+            "backup_id": summary2["backup_id"],
+            "seconds": round(backup2_seconds, 3),
+            "mirror_unavailable_seconds": summary2["mirror_unavailable_seconds"],
+        }
+        log(f"restoring {summary2['backup_id']}")
+        restored2 = restore(backups, manifest2)
+        head10, head10_all, report10 = median_verify(config, manifest2, restored2, repeats)
+        results[f"head_verify_{scale}x"] = {
+            "median_seconds": round(head10, 4),
+            "runs": [round(t, 4) for t in head10_all],
+            "verdict": report10.verdict,
+            "partitions": len(report10.partitions),
+            "restored_records": sum(
+                (p.restored_end_offset or 0) - (p.restored_log_start_offset or 0)
+                for p in report10.partitions
+            ),
+        }
+    finally:
+        log("stopping the lab")
+        try:
+            lab.down()
+        except Exception as exc:  # noqa: BLE001 - report, keep cleaning up
+            log(f"lab down failed: {exc}")
+
+    results["ratios"] = {
+        "mirror_unavailable_vs_bare": ratio(
+            results["backup_1x"]["mirror_unavailable_seconds"],
+            results["bare_stop_copy_start_seconds"],
+        ),
+        "deep_verify_vs_kcat_records_per_second": ratio(
+            results["deep_verify"]["records_per_second"],
+            results.get("kcat", {}).get("records_per_second"),
+        ),
+        f"head_verify_{scale}x_vs_1x": ratio(head10, head1),
+    }
+    writes = results["primary_writes"]
+    if writes["total"] != 0:
+        notes.append(f"the backup wrote to the primary: {writes['changed_topics']}")
+    elif writes["new_topics"]:
+        notes.append(f"topics created on the primary (no records): {writes['new_topics']}")
+    for name in ("head_verify_1x", f"head_verify_{scale}x", "deep_verify"):
+        if results[name]["verdict"] != "consistent":
+            notes.append(f"{name}: verdict {results[name]['verdict']}")
+    return results
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def render(r: dict[str, Any]) -> str:
+    scale = r["scale"]
+    ratios = r["ratios"]
+    b1 = r["backup_1x"]
+    rows = [
+        (
+            "mirror unavailable, consistent backup (s)",
+            _f(b1["mirror_unavailable_seconds"]),
+            f"bare stop+cp -a+start {_f(r['bare_stop_copy_start_seconds'])}",
+            _f(ratios["mirror_unavailable_vs_bare"]),
+        ),
+        (
+            "primary writes during backup (records)",
+            _f(r["primary_writes"]["total"]),
+            "must be 0",
+            "-",
+        ),
+        (
+            "verify --deep (records/s)",
+            _f(r["deep_verify"]["records_per_second"], 0),
+            f"kcat {_f(r.get('kcat', {}).get('records_per_second'), 0)}",
+            _f(ratios["deep_verify_vs_kcat_records_per_second"], 3),
+        ),
+        (
+            f"head-window verify (s), {scale}x vs 1x data",
+            _f(r[f"head_verify_{scale}x"]["median_seconds"], 3),
+            f"1x {_f(r['head_verify_1x']['median_seconds'], 3)}",
+            _f(ratios[f"head_verify_{scale}x_vs_1x"]),
+        ),
+    ]
+    width = max(len(row[0]) for row in rows)
+    lines = [
+        f"kasten-bp bench: {r['records']:,} records (~1 KiB avg) in {PARTITIONS} partitions, "
+        f"then {scale}x; mirror of 3 brokers",
+        f"{'measure':<{width}}  {'kasten-bp':>12}  {'baseline':<28} {'ratio':>7}",
+    ]
+    for name, ours, base, rat in rows:
+        lines.append(f"{name:<{width}}  {ours:>12}  {base:<28} {rat:>7}")
+    lines.append("")
+    lines.append(
+        f"consistent backup: {_f(b1['seconds'])}s in all, MM2 stopped "
+        f"{_f(b1['mm2_stopped_seconds'])}s; steps: "
+        + ", ".join(f"{k} {_f(v, 1)}" for k, v in b1["steps"].items())
+    )
+    pw = r["primary_writes"]
+    lines.append(
+        f"primary end offsets: {pw['sum_before']:,} before, {pw['sum_after']:,} after, over "
+        f"{len(pw['topics_checked'])} topics ({', '.join(pw['topics_checked'])}); "
+        f"group {READER_GROUP} committed offsets: {pw['reader_group_committed_after']}"
+    )
+    deep = r["deep_verify"]
+    lines.append(
+        f"verify --deep: {deep['records']:,} records in {_f(deep['seconds'])}s (verdict "
+        f"{deep['verdict']}); it reads the restored and the primary partition and digests both"
+    )
+    if "kcat" in r:
+        k = r["kcat"]
+        lines.append(f"kcat: {k['records']:,} records in {_f(k['seconds'])}s")
+    h1, h10 = r["head_verify_1x"], r[f"head_verify_{scale}x"]
+    lines.append(
+        f"head-window verify runs (s): 1x {h1['runs']} ({h1['verdict']}), "
+        f"{scale}x {h10['runs']} ({h10['verdict']}, {h10['restored_records']:,} records)"
+    )
+    for note in r["notes"]:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+@contextmanager
+def deadline(seconds: int) -> Iterator[None]:
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise BenchTimeout(f"bench did not finish within {seconds}s")
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    old_alarm = signal.signal(signal.SIGALRM, expire)
+    old_term = signal.signal(signal.SIGTERM, terminate)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old_alarm)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--records", type=int, default=20_000, help="records at 1x")
+    parser.add_argument("--scale", type=int, default=10, help="data multiple for (4)")
+    parser.add_argument("--repeats", type=int, default=3, help="head-window verify runs")
+    parser.add_argument("--timeout", type=int, default=2400, help="seconds for everything")
+    parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--verbose", action="store_true", help="show what each wait waits for")
+    parser.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    args = parser.parse_args()
+    if args.records < 1 or args.scale < 2 or args.repeats < 1:
+        parser.error("--records must be >= 1, --scale >= 2, --repeats >= 1")
+    if args.verbose:
+        add_progress_listener(lambda m: print(f"  … {m}", file=sys.stderr, flush=True))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="kasten-bp-bench-"))
+    try:
+        with deadline(args.timeout):
+            results = run(workdir.resolve(), args.records, args.scale, args.repeats)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line, the lab is already down
+        log(f"failed: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log(f"kept {workdir}")
+    if args.output == "json":
+        print(json.dumps(results, indent=2))
+    else:
+        print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

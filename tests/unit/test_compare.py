@@ -1,0 +1,187 @@
+"""Classifying a partition (verify/compare.py) and the report verdict (verify/report.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kasten_bp.manifest import HeadRecord, PartitionHead
+from kasten_bp.records import Record, window_digest
+from kasten_bp.verify.compare import PrimarySide, RestoredSide, classify
+from kasten_bp.verify.report import PartitionReport, Status, build_report
+
+TS = 1_700_000_000_000
+
+
+def window(n: int = 4, first_offset: int = 96, key_prefix: str = "k") -> list[Record]:
+    return [
+        Record("orders", 0, first_offset + i, TS + i * 1000, f"{key_prefix}{i}".encode(), b"v")
+        for i in range(n)
+    ]
+
+
+def head_for(records: list[Record], end: int = 100, compacted: bool = False) -> PartitionHead:
+    return PartitionHead(
+        topic="orders",
+        primary_topic="orders",
+        partition=0,
+        log_start_offset=0,
+        end_offset=end,
+        compacted=compacted,
+        window_digest=window_digest(records),
+        head=[
+            HeadRecord(offset=r.offset, timestamp=r.timestamp, digest=r.digest()) for r in records
+        ],
+    )
+
+
+def primary(
+    aligned: list[int | None],
+    end: int,
+    superseded: int = 0,
+    last_ts: int | None = None,
+    records_after: int | None = None,
+) -> PrimarySide:
+    return PrimarySide(
+        end=end,
+        aligned=aligned,
+        superseded=superseded,
+        last_timestamp=last_ts,
+        records_after=records_after,
+    )
+
+
+W = window()
+HEAD = head_for(W)
+RESTORED = RestoredSide(log_start=0, end=100, window=W)
+ALIGNED: list[int | None] = [196, 197, 198, 199]
+
+
+def test_missing_when_not_restored() -> None:
+    report = classify(HEAD, None, None)
+    assert report.status == Status.MISSING
+    assert report.manifest_end_offset == 100
+    assert report.restored_end_offset is None
+    assert "not found" in report.detail
+
+
+def test_divergent_on_end_offset_mismatch() -> None:
+    restored = RestoredSide(log_start=0, end=99, window=W)
+    report = classify(HEAD, restored, primary(ALIGNED, 200))
+    assert report.status == Status.DIVERGENT
+    assert report.heads_match_manifest is False
+    assert "99" in report.detail and "100" in report.detail
+    assert report.restored_end_offset == 99
+
+
+def test_divergent_on_window_digest_mismatch() -> None:
+    changed = [*W[:-1], Record("orders", 0, 99, W[-1].timestamp, W[-1].key, b"changed")]
+    report = classify(HEAD, RestoredSide(0, 100, changed), primary(ALIGNED, 200))
+    assert report.status == Status.DIVERGENT
+    assert report.heads_match_manifest is False
+    assert "differ from the manifest" in report.detail
+
+
+def test_divergent_when_primary_partition_missing() -> None:
+    report = classify(HEAD, RESTORED, None)
+    assert report.status == Status.DIVERGENT
+    assert report.heads_match_manifest is True
+    assert "orders" in report.detail
+
+
+def test_divergent_when_records_not_on_primary() -> None:
+    report = classify(HEAD, RESTORED, primary([196, 197, None, None], 200))
+    assert report.status == Status.DIVERGENT
+    assert report.heads_match_manifest is True
+    assert "2 of the last 4" in report.detail
+
+
+def test_consistent_when_nothing_behind() -> None:
+    report = classify(HEAD, RESTORED, primary(ALIGNED, 200, last_ts=W[-1].timestamp))
+    assert report.status == Status.CONSISTENT
+    assert report.records_behind == 0
+    assert report.seconds_behind is None
+    assert report.restored_head_primary_offset == 199
+    assert report.primary_end_offset == 200
+    assert report.records_compared == 4
+    assert report.heads_match_manifest is True
+
+
+def test_consistent_when_exact_count_is_zero_despite_offset_gap() -> None:
+    # The primary's end is past the head only by a transaction marker: no data behind.
+    report = classify(HEAD, RESTORED, primary(ALIGNED, 201, records_after=0))
+    assert report.status == Status.CONSISTENT
+    assert report.records_behind == 0
+
+
+def test_behind_with_records_and_seconds() -> None:
+    last_ts = W[-1].timestamp + 7_500
+    report = classify(HEAD, RESTORED, primary(ALIGNED, 250, last_ts=last_ts))
+    assert report.status == Status.BEHIND
+    assert report.records_behind == 50
+    assert report.seconds_behind == pytest.approx(7.5)
+    assert report.restored_head_primary_offset == 199
+
+
+def test_behind_uses_exact_count_when_given() -> None:
+    report = classify(HEAD, RESTORED, primary(ALIGNED, 250, last_ts=TS, records_after=42))
+    assert report.status == Status.BEHIND
+    assert report.records_behind == 42
+    # A primary clock older than the restored head never gives negative seconds.
+    assert report.seconds_behind == 0.0
+
+
+def test_compacted_superseded_records_are_tolerated() -> None:
+    head = head_for(W, compacted=True)
+    aligned: list[int | None] = [196, None, 198, 199]
+    report = classify(head, RESTORED, primary(aligned, 200, superseded=1))
+    assert report.status == Status.CONSISTENT
+    # One missing record that nothing superseded is still divergent.
+    report = classify(head, RESTORED, primary([196, None, None, 199], 200, superseded=1))
+    assert report.status == Status.DIVERGENT
+    assert "1 of the last 4" in report.detail
+
+
+def test_empty_partition_is_consistent_with_an_empty_primary() -> None:
+    head = head_for([], end=0)
+    report = classify(head, RestoredSide(0, 0, []), primary([], 0))
+    assert report.status == Status.CONSISTENT
+    assert report.records_behind == 0
+    # ...and behind when the primary has records the (empty) backup does not.
+    report = classify(head, RestoredSide(0, 0, []), primary([], 5))
+    assert report.status == Status.BEHIND
+    assert report.records_behind == 5
+
+
+def part(status: Status, behind: int | None = None, secs: float | None = None) -> PartitionReport:
+    return PartitionReport(
+        topic="t", partition=0, status=status, records_behind=behind, seconds_behind=secs
+    )
+
+
+def test_report_consistent_when_all_consistent_or_behind() -> None:
+    report = build_report(
+        "b1",
+        "r:1",
+        "p:1",
+        False,
+        [part(Status.CONSISTENT, 0), part(Status.BEHIND, 5, 2.0), part(Status.BEHIND, 3, 4.5)],
+    )
+    assert report.verdict == "consistent"
+    assert report.rpo_records == 8
+    assert report.rpo_seconds == 4.5
+    assert report.counts["consistent"] == 1 and report.counts["behind"] == 2
+    assert report.counts["divergent"] == 0
+
+
+@pytest.mark.parametrize("bad", [Status.DIVERGENT, Status.MISSING, Status.UNEXPECTED])
+def test_report_inconsistent_with_any_bad_partition(bad: Status) -> None:
+    report = build_report("b1", "r:1", "p:1", True, [part(Status.CONSISTENT, 0), part(bad)])
+    assert report.verdict == "inconsistent"
+    assert report.counts[bad.value] == 1
+    assert report.deep is True
+
+
+def test_report_without_partitions_is_inconsistent() -> None:
+    report = build_report("b1", "r:1", "p:1", False, [])
+    assert report.verdict == "inconsistent"
+    assert report.rpo_records == 0 and report.rpo_seconds == 0.0
