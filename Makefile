@@ -8,9 +8,12 @@ CONFIG ?= kasten-bp.yaml
 BACKUP_ID ?=
 PYTEST_ARGS ?=
 
-.PHONY: install check-tools jars minio lint test test-unit test-integration demo bench clean backup verify kube-env
+.PHONY: install core check-tools jars minio lint test test-unit test-integration demo bench clean backup verify kube-env
 
-install: check-tools $(BIN)/.installed jars minio kube-env
+install: core minio kube-env
+
+# What the product itself needs: the venv and the Kafka jars.
+core: check-tools $(BIN)/.installed jars
 
 check-tools:
 	@command -v java >/dev/null || { echo "error: java not found: install a JDK >= 17 (apt-get install openjdk-17-jdk)"; exit 2; }
@@ -45,16 +48,16 @@ test: install lint
 test-unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-demo: install
+demo: core
 	$(BIN)/python scripts/demo.py --workdir $(LAB)
 
-bench: install
+bench: core
 	$(BIN)/python scripts/bench.py
 
-backup: install
+backup: core
 	$(BIN)/kasten-bp backup --config $(CONFIG)
 
-verify: install
+verify: core
 	$(BIN)/kasten-bp verify $(BACKUP_ID) --config $(CONFIG)
 
 clean:

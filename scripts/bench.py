@@ -477,6 +477,7 @@ def deadline(seconds: int) -> Iterator[None]:
 
     old_alarm = signal.signal(signal.SIGALRM, expire)
     old_term = signal.signal(signal.SIGTERM, terminate)
+    old_hup = signal.signal(signal.SIGHUP, terminate)
     signal.alarm(seconds)
     try:
         yield
@@ -484,6 +485,7 @@ def deadline(seconds: int) -> Iterator[None]:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old_alarm)
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGHUP, old_hup)
 
 
 def main() -> int:

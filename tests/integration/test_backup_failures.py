@@ -55,9 +55,9 @@ def test_a_failing_step_rolls_back(
     monkeypatch.setattr("kasten_bp.backup.backup_steps", steps)
     seed(lab, topic)
     backups = Backups(lab.config)
-    with BackgroundProducer(lab.primary, topic, rate=100) as writer:
-        with pytest.raises(RunFailed, match=f"injected failure after {failing}"):
-            backups.backup("consistent")
+    failure = pytest.raises(RunFailed, match=f"injected failure after {failing}")
+    with BackgroundProducer(lab.primary, topic, rate=100) as writer, failure:
+        backups.backup("consistent")
     journal = backups.store.all()[-1]
     assert journal.state == RunState.FAILED_ROLLED_BACK
     index = CONSISTENT_STEPS.index(failing)
@@ -72,9 +72,9 @@ def _wait_journal(backups: Backups, started: float, step: str, statuses: set[str
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         for journal in backups.store.all():
-            if journal.created_at >= started_iso(started):
-                if journal.step(step).status in statuses:
-                    return journal.backup_id
+            fresh = journal.created_at >= started_iso(started)
+            if fresh and journal.step(step).status in statuses:
+                return journal.backup_id
         time.sleep(0.05)
     raise AssertionError(f"step {step} never reached {statuses}")
 

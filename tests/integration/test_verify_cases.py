@@ -1,0 +1,163 @@
+"""`verify` on harder topics (transactions, compaction, the default replication policy)
+and on damaged snapshots (a torn tail, a changed value)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kasten_bp.backup import Backups
+from kasten_bp.kafka import admin, producing
+from kasten_bp.lab.lab import Lab
+from kasten_bp.platforms.local import LocalPlatform
+from kasten_bp.records import Record
+
+from .helpers import LabHandle, wait_mirrored
+from .snapshot_surgery import doctor, replace_bytes, truncate_tail
+from .test_backup import cli_json
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def restored_ids(lab: LabHandle) -> Iterator[list[str]]:
+    ids: list[str] = []
+    yield ids
+    for backup_id in ids:
+        LocalPlatform(lab.config).stop_restored(backup_id)
+
+
+def test_transactional_and_compacted_topics_verify_consistent(
+    lab: LabHandle, restored_ids: list[str]
+) -> None:
+    txn = f"txn-{uuid.uuid4().hex[:8]}"
+    compacted = f"cmp-{uuid.uuid4().hex[:8]}"
+    admin.create_topic(lab.primary, txn, 2)
+    admin.create_topic(
+        lab.primary,
+        compacted,
+        1,
+        config={
+            "cleanup.policy": "compact",
+            "segment.ms": "500",
+            "min.cleanable.dirty.ratio": "0.01",
+        },
+    )
+    batches = [
+        [Record(txn, i % 2, -1, 0, f"k{j}".encode(), f"t{i}-{j}".encode(), ()) for j in range(10)]
+        for i in range(6)
+    ]
+    producing.produce_transactional(lab.primary, batches, f"tx-{txn}", abort={1, 4})
+    producing.produce(
+        lab.primary,
+        [
+            Record(compacted, 0, -1, 0, f"key{i % 5}".encode(), f"v{i}".encode(), ())
+            for i in range(200)
+        ],
+    )
+    wait_mirrored(lab.primary, lab.mirror, txn)
+    wait_mirrored(lab.primary, lab.mirror, compacted)
+    result = cli_json(lab, "backup")
+    backup_id = result["backup_id"]
+    heads = {(p["topic"], p["partition"]): p for p in result["manifest"]["partitions"]}
+    assert heads[(compacted, 0)]["compacted"] is True
+    # Committed records only: the aborted batches never reach the mirror.
+    mirrored_values = sum(len(heads[(txn, p)]["head"]) for p in range(2))
+    assert mirrored_values == 40
+    cli_json(lab, "restore", backup_id)
+    restored_ids.append(backup_id)
+    report = cli_json(lab, "verify", backup_id, "--deep")
+    ours = {
+        (p["topic"], p["partition"]): p
+        for p in report["partitions"]
+        if p["topic"] in (txn, compacted)
+    }
+    assert len(ours) == 3
+    assert all(p["status"] in ("consistent", "behind") for p in ours.values()), ours
+    assert report["verdict"] == "consistent"
+
+
+def _backup_with_known_values(lab: LabHandle) -> tuple[str, str]:
+    topic = f"dmg-{uuid.uuid4().hex[:8]}"
+    admin.create_topic(lab.primary, topic, 2)
+    producing.produce(
+        lab.primary,
+        [
+            Record(topic, i % 2, -1, 0, f"k{i}".encode(), f"VALUE-{i:05d}-ORIGINAL".encode(), ())
+            for i in range(200)
+        ],
+    )
+    wait_mirrored(lab.primary, lab.mirror, topic)
+    return topic, cli_json(lab, "backup")["backup_id"]
+
+
+def test_verify_catches_a_partition_truncated_in_the_snapshot(
+    lab: LabHandle, restored_ids: list[str]
+) -> None:
+    topic, backup_id = _backup_with_known_values(lab)
+    torn = f"{backup_id}-torn"
+    doctor(Backups(lab.config), backup_id, torn, truncate_tail(topic, 1, drop_bytes=30))
+    cli_json(lab, "restore", torn)
+    restored_ids.append(torn)
+    report = cli_json(lab, "verify", torn, expect=1)
+    statuses = {(p["topic"], p["partition"]): p for p in report["partitions"]}
+    assert statuses[(topic, 1)]["status"] == "divergent"
+    assert statuses[(topic, 1)]["restored_end_offset"] < statuses[(topic, 1)]["manifest_end_offset"]
+    assert statuses[(topic, 0)]["status"] in ("consistent", "behind")
+
+
+def test_verify_catches_a_changed_value(lab: LabHandle, restored_ids: list[str]) -> None:
+    topic, backup_id = _backup_with_known_values(lab)
+    rotten = f"{backup_id}-rot"
+    # Record 198 is in partition 0 and within the head window.
+    doctor(
+        Backups(lab.config),
+        backup_id,
+        rotten,
+        replace_bytes(topic, 0, b"VALUE-00198-ORIGINAL", b"VALUE-00198-CHANGED!"),
+    )
+    cli_json(lab, "restore", rotten)
+    restored_ids.append(rotten)
+    report = cli_json(lab, "verify", rotten, expect=1)
+    bad = [
+        p for p in report["partitions"] if p["status"] != "consistent" and p["status"] != "behind"
+    ]
+    assert [(p["topic"], p["partition"]) for p in bad] == [(topic, 0)]
+    assert bad[0]["status"] == "divergent" and "differ" in bad[0]["detail"]
+
+
+@pytest.fixture(scope="module")
+def prefixed_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
+    """A small second lab with MM2's DefaultReplicationPolicy (`primary.` topic names)."""
+    lab = Lab(Path(tmp_path_factory.mktemp("prefixed")))
+    lab.up(primary_brokers=1, mirror_brokers=1, policy="default")
+    try:
+        yield LabHandle(lab, lab.config_path)
+    finally:
+        lab.down()
+
+
+def test_default_replication_policy_backup_verifies(prefixed_lab: LabHandle) -> None:
+    lab = prefixed_lab
+    topic = f"pfx-{uuid.uuid4().hex[:8]}"
+    admin.create_topic(lab.primary, topic, 2)
+    producing.produce(
+        lab.primary, [Record(topic, i % 2, -1, 0, b"k", f"v{i}".encode(), ()) for i in range(100)]
+    )
+    wait_mirrored(lab.primary, lab.mirror, topic, mirror_topic=f"primary.{topic}")
+    result = cli_json(lab, "backup")
+    names = {p["topic"] for p in result["manifest"]["partitions"]}
+    assert f"primary.{topic}" in names
+    assert all(
+        p["primary_topic"] == topic
+        for p in result["manifest"]["partitions"]
+        if p["topic"] == f"primary.{topic}"
+    )
+    cli_json(lab, "restore", result["backup_id"])
+    report = cli_json(lab, "verify", result["backup_id"], "--deep")
+    assert report["verdict"] == "consistent"
+    ours = [p for p in report["partitions"] if p["topic"] == f"primary.{topic}"]
+    assert len(ours) == 2 and sum(p["records_compared"] for p in ours) == 100
