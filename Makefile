@@ -6,9 +6,12 @@ BIN := $(VENV)/bin
 LAB ?= $(CURDIR)/.lab/demo
 CONFIG ?= kasten-bp.yaml
 BACKUP_ID ?=
+CLUSTER ?= my-cluster
+NAMESPACE ?= kafka
+PLATFORM ?= strimzi
 PYTEST_ARGS ?=
 
-.PHONY: install core check-tools jars minio lint test test-unit test-integration demo bench clean backup verify kube-env
+.PHONY: install core check-tools jars minio blueprint lint test test-unit test-integration demo bench clean backup verify kube-env
 
 install: core minio kube-env
 
@@ -59,6 +62,9 @@ backup: core
 
 verify: core
 	$(BIN)/kasten-bp verify $(BACKUP_ID) --config $(CONFIG)
+
+blueprint: core
+	$(BIN)/kasten-bp blueprint render --cluster $(CLUSTER) --namespace $(NAMESPACE) --platform $(PLATFORM)
 
 clean:
 	-[ -d $(LAB) ] && $(BIN)/kasten-bp lab down --workdir $(LAB)

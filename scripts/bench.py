@@ -36,10 +36,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
+from confluent_kafka import TopicPartition
+
 from kasten_bp.backup import Backups
 from kasten_bp.catalog.base import backup_key
 from kasten_bp.config import Config, load_config
-from kasten_bp.kafka import admin
+from kasten_bp.kafka import admin, clients
 from kasten_bp.lab import kraft
 from kasten_bp.lab.lab import Lab
 from kasten_bp.lab.load import LoadSpec, run_load
@@ -133,6 +135,27 @@ def end_offsets_by_topic(bootstrap: str) -> dict[str, int]:
     for (topic, _), (_, high) in marks.items():
         out[topic] += high
     return out
+
+
+def reader_group_committed(bootstrap: str) -> dict[tuple[str, int], int]:
+    """Offsets kasten-bp's consumer group has committed on `bootstrap` (must be none).
+
+    Asked through a consumer of that group, not AdminClient.list_consumer_group_offsets:
+    the latter segfaults in librdkafka 2.16 when the coordinator answers NOT_COORDINATOR
+    for a group it has not seen (librdkafka#5040)."""
+
+    def fetch() -> dict[tuple[str, int], int]:
+        topics = admin.topics(bootstrap)
+        wanted = [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]
+        consumer = clients.consumer(bootstrap)
+        try:
+            committed = consumer.committed(wanted, timeout=30)
+        finally:
+            consumer.close()
+        return {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
+
+    # NOT_COORDINATOR while the group coordinator loads: retried until the deadline.
+    return wait_for(f"committed offsets of group {READER_GROUP} on {bootstrap}", fetch, 60)
 
 
 def mirror_records(config: Config, primary_topic: str) -> int:
@@ -259,13 +282,13 @@ def run(workdir: Path, records: int, scale: int, repeats: int) -> dict[str, Any]
 
         # (2) writes to the primary, around the first backup; no producer runs.
         before = end_offsets_by_topic(config.primary.bootstrap)
-        groups_before = admin.committed_group_offsets(config.primary.bootstrap, READER_GROUP)
+        groups_before = reader_group_committed(config.primary.bootstrap)
 
         # (1a) the tool's consistent backup.
         log("consistent backup (1x)")
         summary1, manifest1, backup_seconds = take_backup(backups)
         after = end_offsets_by_topic(config.primary.bootstrap)
-        groups_after = admin.committed_group_offsets(config.primary.bootstrap, READER_GROUP)
+        groups_after = reader_group_committed(config.primary.bootstrap)
         deltas = {
             t: after.get(t, 0) - before.get(t, 0)
             for t in sorted(set(before) | set(after))

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.integration.docker_lab", "tests.integration.s3_fixture"]
+pytest_plugins = [
+    "tests.integration.docker_lab",
+    "tests.integration.s3_fixture",
+    "tests.integration.kube_fixture",
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

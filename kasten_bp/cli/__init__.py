@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from kasten_bp.cli import backups, lab, restore_verify
+from kasten_bp.cli import backups, blueprint, lab, restore_verify
 
 app = typer.Typer(
     help="Application-consistent Kafka backups through a MirrorMaker 2 mirror.",
@@ -14,6 +14,7 @@ app = typer.Typer(
 app.add_typer(lab.app, name="lab")
 backups.register(app)
 restore_verify.register(app)
+app.add_typer(blueprint.app, name="blueprint")
 
 
 def main() -> None:

@@ -550,6 +550,19 @@ class StrimziPlatform:
         for item in k.delete_backup_snapshots(self.kube, self.namespace, backup_id):
             announce(f"deleted {item}")
 
+    def _recover_paused(self, target: str, cluster_id: str, timeout: float) -> None:
+        """Strimzi's KRaft volume recovery: once the operator reports the new Kafka paused,
+        put the original cluster id into its status, then unpause."""
+        wait_for(
+            f"kafka {target}/{self.cluster} to have condition ReconciliationPaused=True",
+            lambda: k.condition_true(self._kafka(target), "ReconciliationPaused"),
+            timeout,
+        )
+        self.kube.patch(
+            k.KAFKAS, target, self.cluster, {"status": {"clusterId": cluster_id}}, sub="status"
+        )
+        self._unpause(target)
+
     # --- restore -------------------------------------------------------------------------
 
     def restore(self, manifest: Manifest, timeout: float) -> dict[str, Any]:
@@ -591,17 +604,18 @@ class StrimziPlatform:
             PAUSE: "true",
         }
         kafka["metadata"].pop("ownerReferences", None)
-        self.kube.create_or_get(k.KAFKAS, target, kafka)
-        wait_for(
-            f"kafka {target}/{self.cluster} to have condition ReconciliationPaused=True",
-            lambda: k.condition_true(self._kafka(target), "ReconciliationPaused"),
-            timeout,
-        )
-        # Strimzi's KRaft volume recovery: the cluster id goes into the status before unpausing.
-        self.kube.patch(
-            k.KAFKAS, target, self.cluster, {"status": {"clusterId": cluster_id}}, sub="status"
-        )
-        self._unpause(target)
+        existing = self.kube.get_optional(k.KAFKAS, target, self.cluster)
+        if existing is None:
+            self.kube.create_or_get(k.KAFKAS, target, kafka)
+        elif (existing["metadata"].get("annotations") or {}).get(RESTORED_FROM) != (
+            manifest.backup_id
+        ):
+            raise UsageError(
+                f"kafka {target}/{self.cluster} already exists and was not restored from "
+                f"backup {manifest.backup_id}: choose another restore namespace"
+            )
+        if existing is None or (existing["metadata"].get("annotations") or {}).get(PAUSE):
+            self._recover_paused(target, cluster_id, timeout)
         ids = sorted({int(r["node_id"]) for r in refs})
         self._wait_ready(target, ids, timeout)
         restored = self._kafka(target)

@@ -311,7 +311,6 @@ def test_strimzi_restore_follows_volume_recovery(
         assert platform.restore(manifest, 60)["cluster_id"] == cluster_id
     finally:
         sims.stop()
-        print("simulator errors", sims.operator.errors[:5], sims.kubelet.errors[:5], sims.csi.errors[:5])
 
 
 def test_parse_node_pvc_names() -> None:
