@@ -94,8 +94,7 @@ def watermarks(
     """(topic, partition) -> (log start offset, high watermark)."""
     if not partitions:
         return {}
-    consumer = clients.consumer(bootstrap, {"isolation.level": "read_uncommitted"})
-    try:
+    with clients.pooled_consumer(bootstrap, "read_uncommitted") as consumer:
         out = {}
         for topic, partition in partitions:
             low, high = consumer.get_watermark_offsets(
@@ -103,24 +102,19 @@ def watermarks(
             )
             out[(topic, partition)] = (low, high)
         return out
-    finally:
-        consumer.close()
 
 
 def offsets_for_times(
     bootstrap: str, partition: tuple[str, int], timestamp_ms: int, timeout: float = 10.0
 ) -> int:
     """Earliest offset whose timestamp is >= timestamp_ms (-1 when none)."""
-    consumer = clients.consumer(bootstrap)
-    try:
+    with clients.pooled_consumer(bootstrap) as consumer:
         (tp,) = consumer.offsets_for_times(
             [TopicPartition(partition[0], partition[1], timestamp_ms)], timeout=timeout
         )
         if tp.error is not None:
             raise KastenBpError(f"offset lookup on {partition[0]}[{partition[1]}]: {tp.error}")
         return int(tp.offset)
-    finally:
-        consumer.close()
 
 
 def committed_group_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -50,3 +54,37 @@ def producer(bootstrap: str, extra: dict[str, Any] | None = None) -> Producer:
     conf = _base(bootstrap, {"linger.ms": 5, "enable.idempotence": True, "acks": "all"})
     conf.update(extra or {})
     return Producer(conf)
+
+
+# Consumers are costly to create (threads, connections, metadata); reading many partitions
+# one after another reuses them. A consumer is checked out exclusively, so nested reads
+# (a generator still open while another read starts) get their own.
+_pool: dict[tuple[str, str], list[Consumer]] = {}
+_pool_lock = threading.Lock()
+
+
+@contextmanager
+def pooled_consumer(bootstrap: str, isolation: str = "read_committed") -> Iterator[Consumer]:
+    key = (bootstrap, isolation)
+    with _pool_lock:
+        free = _pool.get(key)
+        c = free.pop() if free else None
+    if c is None:
+        c = consumer(bootstrap, {"isolation.level": isolation})
+    try:
+        yield c
+    except BaseException:
+        c.close()  # state unknown after an error or an abandoned read: never reuse
+        raise
+    c.unassign()
+    with _pool_lock:
+        _pool.setdefault(key, []).append(c)
+
+
+@atexit.register
+def _close_pool() -> None:
+    with _pool_lock:
+        for consumers in _pool.values():
+            for c in consumers:
+                c.close()
+        _pool.clear()

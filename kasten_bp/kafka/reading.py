@@ -48,10 +48,8 @@ def stream_range(
     """
     if end <= start:
         return
-    consumer = clients.consumer(bootstrap)
-    try:
-        tp = TopicPartition(topic, partition, start)
-        consumer.assign([tp])
+    with clients.pooled_consumer(bootstrap) as consumer:
+        consumer.assign([TopicPartition(topic, partition, start)])
         deadline = time.monotonic() + timeout
         while True:
             msgs = consumer.consume(num_messages=batch, timeout=0.5)
@@ -62,6 +60,8 @@ def stream_range(
                     if err.code() == KafkaError._PARTITION_EOF:
                         continue
                     raise KastenBpError(f"reading {topic}[{partition}] on {bootstrap}: {err.str()}")
+                if msg.topic() != topic or msg.partition() != partition:
+                    continue  # left over from a previous assignment of a pooled consumer
                 progressed = True
                 record = _to_record(msg)
                 if record.offset >= end:
@@ -80,8 +80,6 @@ def stream_range(
                     f"reading {topic}[{partition}] on {bootstrap}: stuck at offset {pos.offset}, "
                     f"expected records up to {end} (timed out after {timeout:.0f}s)"
                 )
-    finally:
-        consumer.close()
 
 
 def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int) -> list[Record]:
