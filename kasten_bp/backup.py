@@ -3,6 +3,7 @@ crash recovery, on top of the workflow engine."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from typing import Any
 
 from kasten_bp.catalog.base import Catalog, backup_key, open_catalog
 from kasten_bp.config import Config
-from kasten_bp.errors import UsageError
+from kasten_bp.errors import RunFailed, UsageError
 from kasten_bp.platforms import build_platform
 from kasten_bp.platforms.base import Platform
 from kasten_bp.steps import QUIESCE_UNTIL, SNAPSHOT_STEP, backup_steps
@@ -144,10 +145,10 @@ class Backups:
                 return {"status": "nothing to resume", "recovered": recovered}
             engine = self._engine(journal)
             if journal.state == RunState.ROLLBACK_FAILED:
-                try:
+                # Success here is a completed rollback: the backup stays failed, but the
+                # mirror is whole again, which is what `resume` promises.
+                with contextlib.suppress(RunFailed):
                     engine.rollback(None, note="rollback retried by resume")
-                finally:
-                    pass
                 return self.summary(journal, recovered)
             snap = journal.step(SNAPSHOT_STEP)
             if snap.status == StepStatus.PENDING:

@@ -20,7 +20,8 @@ _listeners: list[Callable[[str], None]] = []
 
 
 def add_progress_listener(listener: Callable[[str], None]) -> None:
-    _listeners.append(listener)
+    if listener not in _listeners:
+        _listeners.append(listener)
 
 
 def clear_progress_listeners() -> None:

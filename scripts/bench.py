@@ -282,12 +282,12 @@ def run(workdir: Path, records: int, scale: int, repeats: int) -> dict[str, Any]
 
         # (2) writes to the primary, around the first backup; no producer runs.
         before = end_offsets_by_topic(config.primary.bootstrap)
-        groups_before = reader_group_committed(config.primary.bootstrap)
 
         # (1a) the tool's consistent backup.
         log("consistent backup (1x)")
         summary1, manifest1, backup_seconds = take_backup(backups)
         after = end_offsets_by_topic(config.primary.bootstrap)
+        # After `after`: asking for the group's offsets may itself create __consumer_offsets.
         groups_after = reader_group_committed(config.primary.bootstrap)
         deltas = {
             t: after.get(t, 0) - before.get(t, 0)
@@ -301,7 +301,6 @@ def run(workdir: Path, records: int, scale: int, repeats: int) -> dict[str, Any]
             "changed_topics": deltas,
             "new_topics": sorted(set(after) - set(before)),
             "topics_checked": sorted(after),
-            "reader_group_committed_before": len(groups_before),
             "reader_group_committed_after": len(groups_after),
         }
         if groups_after:
@@ -405,7 +404,11 @@ def run(workdir: Path, records: int, scale: int, repeats: int) -> dict[str, Any]
     if writes["total"] != 0:
         notes.append(f"the backup wrote to the primary: {writes['changed_topics']}")
     elif writes["new_topics"]:
-        notes.append(f"topics created on the primary (no records): {writes['new_topics']}")
+        notes.append(
+            f"topics created on the primary during the backup, with no records: "
+            f"{writes['new_topics']} (librdkafka's coordinator lookup for the group.id of "
+            "kasten-bp's read-only consumers auto-creates __consumer_offsets)"
+        )
     for name in ("head_verify_1x", f"head_verify_{scale}x", "deep_verify"):
         if results[name]["verdict"] != "consistent":
             notes.append(f"{name}: verdict {results[name]['verdict']}")
@@ -467,6 +470,7 @@ def render(r: dict[str, Any]) -> str:
         + ", ".join(f"{k} {_f(v, 1)}" for k, v in b1["steps"].items())
     )
     pw = r["primary_writes"]
+    lines.append(f"primary writes during backup: {pw['total']}")
     lines.append(
         f"primary end offsets: {pw['sum_before']:,} before, {pw['sum_after']:,} after, over "
         f"{len(pw['topics_checked'])} topics ({', '.join(pw['topics_checked'])}); "

@@ -21,9 +21,13 @@ class Output(StrEnum):
 OutputOption = typer.Option(Output.text, "--output", "-o", help="text or json")
 
 
+def _print_progress(message: str) -> None:
+    print(f"… {message}", file=sys.stderr, flush=True)
+
+
 def show_progress() -> None:
     """Long waits announce what they wait for, on stderr so JSON stays parseable."""
-    add_progress_listener(lambda message: print(f"… {message}", file=sys.stderr, flush=True))
+    add_progress_listener(_print_progress)
 
 
 def emit(data: Any, output: Output, render_text: Callable[[Any], str] | None = None) -> None:

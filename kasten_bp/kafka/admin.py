@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from kasten_bp.errors import KastenBpError, UsageError
 from kasten_bp.kafka import clients
+from kasten_bp.kafka.retries import kafka_retry
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ def delete_topics(bootstrap: str, names: list[str]) -> None:
                 raise KastenBpError(f"deleting topic {topic}: {exc.args[0].str()}") from None
 
 
+@kafka_retry
 def watermarks(
     bootstrap: str, partitions: list[tuple[str, int]], timeout: float = 10.0
 ) -> dict[tuple[str, int], tuple[int, int]]:
@@ -104,6 +105,7 @@ def watermarks(
         return out
 
 
+@kafka_retry
 def offsets_for_times(
     bootstrap: str, partition: tuple[str, int], timestamp_ms: int, timeout: float = 10.0
 ) -> int:
@@ -117,16 +119,16 @@ def offsets_for_times(
         return int(tp.offset)
 
 
-def committed_group_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
-    """A consumer group's committed offsets."""
-    admin = clients.admin(bootstrap)
-    from confluent_kafka import ConsumerGroupTopicPartitions
+def committed_group_offsets(
+    bootstrap: str, group: str, partitions: list[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """A consumer group's committed offsets for the given partitions (>= 0 only).
 
-    futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
-    out: dict[tuple[str, int], int] = {}
-    for future in futures.values():
-        result: Any = future.result()
-        for tp in result.topic_partitions:
-            if tp.error is None and tp.offset >= 0:
-                out[(tp.topic, tp.partition)] = tp.offset
-    return out
+    Read through a consumer of the group, not the AdminClient: librdkafka's
+    ListConsumerGroupOffsets can crash when the coordinator is not ready yet."""
+    consumer = clients.consumer(bootstrap, {"group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
+        return {(str(tp.topic), tp.partition): tp.offset for tp in tps if tp.offset >= 0}
+    finally:
+        consumer.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
@@ -40,7 +40,7 @@ def stream_range(
     end: int,
     timeout: float = 60.0,
     batch: int = 1000,
-) -> Iterator[Record]:
+) -> Generator[Record, None, None]:
     """Yield data records with start <= offset < end, in order.
 
     Control records (transaction markers) occupy offsets but are never yielded, so the
@@ -51,8 +51,11 @@ def stream_range(
     with clients.pooled_consumer(bootstrap) as consumer:
         consumer.assign([TopicPartition(topic, partition, start)])
         deadline = time.monotonic() + timeout
+        next_offset = start
         while True:
-            msgs = consumer.consume(num_messages=batch, timeout=0.5)
+            # Ask for no more than remain, or consume() waits out its timeout for the rest.
+            wanted = max(1, min(batch, end - next_offset))
+            msgs = consumer.consume(num_messages=wanted, timeout=0.5)
             progressed = False
             for msg in msgs:
                 err = msg.error()
@@ -66,6 +69,7 @@ def stream_range(
                 record = _to_record(msg)
                 if record.offset >= end:
                     return
+                next_offset = record.offset + 1
                 yield record
                 if record.offset >= end - 1:
                     return

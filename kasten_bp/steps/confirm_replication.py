@@ -6,11 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from kasten_bp.heads import replicated_partitions
-from kasten_bp.kafka import admin
+from kasten_bp.kafka import admin, reading
 from kasten_bp.steps.base import BaseStep
 from kasten_bp.steps.common import offsets_from_json
 from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.engine import RunContext
+
+
+def has_data(ctx: RunContext, key: tuple[str, int], start: int, end: int) -> bool:
+    records = reading.stream_range(ctx.config.primary.bootstrap, key[0], key[1], start, end)
+    try:
+        return next(records, None) is not None
+    finally:
+        records.close()
 
 
 class ConfirmReplication(BaseStep):
@@ -27,11 +35,13 @@ class ConfirmReplication(BaseStep):
         primary_marks = admin.watermarks(
             ctx.config.primary.bootstrap, [(r.primary_topic, r.partition) for r in scope]
         )
-        # Partitions with records MM2 had not read at quiesce.
+        # Partitions with committed data records MM2 had not read at quiesce (offsets alone
+        # mislead: transaction markers occupy offsets too).
         pending = {
             key: at_quiesce.get(key, -1)
             for key, (_, high) in primary_marks.items()
             if high - 1 > at_quiesce.get(key, -1)
+            and has_data(ctx, key, at_quiesce.get(key, -1) + 1, high)
         }
         mm2 = ctx.platform.mirrormaker
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from kasten_bp.errors import WaitTimeout
 from kasten_bp.heads import replicated_partitions
 from kasten_bp.kafka import admin, reading
 from kasten_bp.steps.base import BaseStep
@@ -62,9 +63,9 @@ class WaitCaughtUp(BaseStep):
             offsets = wait_for(
                 "the mirror to hold everything MM2 read (catch-up proof)", proven, timeout
             )
-        except Exception as exc:
+        except WaitTimeout as exc:
             detail = f" ({'; '.join(last_problem[:3])})" if last_problem else ""
-            raise type(exc)(f"{exc}{detail}") from None
+            raise WaitTimeout(f"{exc}{detail}") from None
         return {"source_offsets": offsets_to_json(offsets)}
 
 

@@ -73,11 +73,16 @@ def test_consumer_group_offsets_are_checkpointed_and_translated(lab: LabHandle, 
         seen += len([m for m in msgs if m.error() is None])
     consumer.commit(asynchronous=False)
     consumer.close()
-    primary_offsets = admin.committed_group_offsets(lab.primary, group)
+    parts = [(topic, p) for p in range(3)]
+    primary_offsets = wait_for(
+        f"group {group} offsets on the primary",
+        lambda: admin.committed_group_offsets(lab.primary, group, parts) or None,
+        60,
+    )
     assert sum(primary_offsets.values()) == 60
 
     def translated() -> dict | None:
-        offsets = admin.committed_group_offsets(lab.mirror, group)
+        offsets = admin.committed_group_offsets(lab.mirror, group, parts)
         return offsets if offsets == primary_offsets else None
 
     # Same offsets on both sides: the mirror topic was written in the same order from offset 0.
