@@ -86,52 +86,81 @@ def translate_to_primary(
     return align(window, candidates, allow_gaps=compacted)
 
 
-def capture_partition(
-    config: Config,
-    rp: ReplicatedPartition,
-    watermarks: tuple[int, int],
-    window_size: int,
-    source_offset: int | None,
-    compacted: bool,
-) -> PartitionHead:
-    low, high = watermarks
-    mirror = config.mirror.bootstrap
-    window = reading.read_tail(mirror, rp.mirror_topic, rp.partition, low, high, window_size)
-    primary_offsets = translate_to_primary(
-        config, rp.primary_topic, rp.partition, window, source_offset, compacted
-    )
-    return PartitionHead(
-        topic=rp.mirror_topic,
-        primary_topic=rp.primary_topic,
-        partition=rp.partition,
-        log_start_offset=low,
-        end_offset=high,
-        compacted=compacted,
-        window_digest=window_digest(window),
-        head=[
-            HeadRecord(offset=r.offset, timestamp=r.timestamp, digest=r.digest(), primary_offset=po)
-            for r, po in zip(window, primary_offsets, strict=True)
-        ],
-        mm2_source_offset=source_offset,
-    )
+@dataclass(frozen=True)
+class TranslationRequest:
+    primary_topic: str
+    partition: int
+    window: list[Record]
+    hint_last_offset: int | None
+    compacted: bool
+
+
+def translate_many(config: Config, requests: list[TranslationRequest]) -> list[list[int | None]]:
+    """`translate_to_primary` for many partitions, with the hinted reads batched into one."""
+    primary = config.primary.bootstrap
+    keys = [(r.primary_topic, r.partition) for r in requests]
+    marks = admin.watermarks(primary, sorted(set(keys)))
+    ranges = {}
+    for r, key in zip(requests, keys, strict=True):
+        low, high = marks[key]
+        hint = r.hint_last_offset
+        if r.window and hint is not None and low <= hint < high:
+            ranges[key] = (max(low, hint + 1 - 4 * len(r.window) - 16), hint + 1)
+    candidates = reading.read_ranges(primary, ranges)
+    results: list[list[int | None]] = []
+    for r, key in zip(requests, keys, strict=True):
+        aligned: list[int | None] = [None] * len(r.window)
+        if key in candidates:
+            aligned = align(r.window, candidates[key], allow_gaps=r.compacted)
+        if r.window and not all(o is not None for o in aligned):
+            aligned = translate_to_primary(
+                config, r.primary_topic, r.partition, r.window, None, r.compacted
+            )
+        results.append(aligned)
+    return results
 
 
 def capture_heads(
     config: Config, window_size: int, source_offsets: dict[tuple[str, int], int]
 ) -> list[PartitionHead]:
     scope = replicated_partitions(config)
-    marks = admin.watermarks(
-        config.mirror.bootstrap, [(r.mirror_topic, r.partition) for r in scope]
+    mirror = config.mirror.bootstrap
+    marks = admin.watermarks(mirror, [(r.mirror_topic, r.partition) for r in scope])
+    compacted = compacted_topics(mirror, sorted({r.mirror_topic for r in scope}))
+    windows = reading.read_tails(
+        mirror, {key: (low, high, window_size) for key, (low, high) in marks.items()}
     )
-    compacted = compacted_topics(config.mirror.bootstrap, sorted({r.mirror_topic for r in scope}))
-    return [
-        capture_partition(
-            config,
-            rp,
-            marks[(rp.mirror_topic, rp.partition)],
-            window_size,
+    requests = [
+        TranslationRequest(
+            rp.primary_topic,
+            rp.partition,
+            windows[(rp.mirror_topic, rp.partition)],
             source_offsets.get((rp.primary_topic, rp.partition)),
             rp.mirror_topic in compacted,
         )
         for rp in scope
     ]
+    heads = []
+    for rp, request, primary_offsets in zip(
+        scope, requests, translate_many(config, requests), strict=True
+    ):
+        low, high = marks[(rp.mirror_topic, rp.partition)]
+        heads.append(
+            PartitionHead(
+                topic=rp.mirror_topic,
+                primary_topic=rp.primary_topic,
+                partition=rp.partition,
+                log_start_offset=low,
+                end_offset=high,
+                compacted=request.compacted,
+                window_digest=window_digest(request.window),
+                head=[
+                    HeadRecord(
+                        offset=r.offset, timestamp=r.timestamp, digest=r.digest(), primary_offset=po
+                    )
+                    for r, po in zip(request.window, primary_offsets, strict=True)
+                ],
+                mm2_source_offset=request.hint_last_offset,
+            )
+        )
+    return heads

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from kasten_bp.config import Config
 from kasten_bp.errors import KastenBpError
-from kasten_bp.heads import is_internal, translate_to_primary
+from kasten_bp.heads import TranslationRequest, is_internal, translate_many
 from kasten_bp.kafka import admin, reading
 from kasten_bp.manifest import Manifest, PartitionHead
 from kasten_bp.records import Record
@@ -19,21 +19,31 @@ EXACT_COUNT_LIMIT = 5000
 
 
 def verify(config: Config, manifest: Manifest, restored: str, deep: bool = False) -> VerifyReport:
+    """Reads are batched across partitions (one assignment per cluster and purpose), so the
+    default mode costs a few round trips plus O(partitions x head window) records."""
     primary = config.primary.bootstrap
     restored_topics = admin.topics(restored)
     primary_topics = admin.topics(primary)
-    reports: list[PartitionReport] = []
     in_manifest = {(p.topic, p.partition) for p in manifest.partitions}
     restored_keys = [
         (t, p) for t, n in restored_topics.items() if not is_internal(t) for p in range(n)
     ]
     marks = admin.watermarks(restored, [k for k in restored_keys if k in in_manifest])
+    present = [h for h in manifest.partitions if (h.topic, h.partition) in marks]
+    windows = reading.read_tails(
+        restored,
+        {(h.topic, h.partition): (*marks[(h.topic, h.partition)], len(h.head)) for h in present},
+    )
+    on_primary = [h for h in present if primary_topics.get(h.primary_topic, 0) > h.partition]
+    primary_sides = _primary_sides(config, on_primary, windows)
+    reports: list[PartitionReport] = []
     for head in manifest.partitions:
         key = (head.topic, head.partition)
         if key not in marks:
             reports.append(classify(head, None, None))
             continue
-        report = _verify_partition(config, head, restored, marks[key], primary_topics)
+        restored_side = RestoredSide(marks[key][0], marks[key][1], windows[key])
+        report = classify(head, restored_side, primary_sides.get(key))
         if deep and report.status in (Status.CONSISTENT, Status.BEHIND):
             _deep_compare(config, head, restored, marks[key], report)
         reports.append(report)
@@ -50,56 +60,56 @@ def verify(config: Config, manifest: Manifest, restored: str, deep: bool = False
     return build_report(manifest.backup_id, restored, primary, deep, reports)
 
 
-def _verify_partition(
-    config: Config,
-    head: PartitionHead,
-    restored: str,
-    marks: tuple[int, int],
-    primary_topics: dict[str, int],
-) -> PartitionReport:
-    low, high = marks
-    window = reading.read_tail(restored, head.topic, head.partition, low, high, len(head.head))
-    restored_side = RestoredSide(low, high, window)
-    if primary_topics.get(head.primary_topic, 0) <= head.partition:
-        return classify(head, restored_side, None)
+def _primary_sides(
+    config: Config, heads: list[PartitionHead], windows: dict[tuple[str, int], list[Record]]
+) -> dict[tuple[str, int], PrimarySide]:
     primary = config.primary.bootstrap
-    ((p_low, p_high),) = admin.watermarks(primary, [(head.primary_topic, head.partition)]).values()
-    hint = head.head[-1].primary_offset if head.head else head.mm2_source_offset
-    aligned = translate_to_primary(
-        config, head.primary_topic, head.partition, window, hint, head.compacted
-    )
-    later: list[Record] = []
-    superseded_count = 0
-    found = [o for o in aligned if o is not None]
-    next_offset = max(found) + 1 if found else p_low
-    if head.compacted and len(found) < len(aligned):
-        later = reading.read_range(primary, head.primary_topic, head.partition, next_offset, p_high)
-        superseded_count = sum(
-            1 for r, o in zip(window, aligned, strict=True) if o is None and superseded(r, later)
+    keys = [(h.topic, h.partition) for h in heads]
+    pkeys = [(h.primary_topic, h.partition) for h in heads]
+    pmarks = admin.watermarks(primary, sorted(set(pkeys)))
+    requests = [
+        TranslationRequest(
+            h.primary_topic,
+            h.partition,
+            windows[key],
+            h.head[-1].primary_offset if h.head else h.mm2_source_offset,
+            h.compacted,
         )
-    records_after = None
-    if p_high - next_offset <= EXACT_COUNT_LIMIT:
-        records_after = sum(
-            1
-            for _ in reading.stream_range(
-                primary, head.primary_topic, head.partition, next_offset, p_high
+        for h, key in zip(heads, keys, strict=True)
+    ]
+    aligned_all = translate_many(config, requests)
+    next_offsets = {}
+    for pkey, aligned in zip(pkeys, aligned_all, strict=True):
+        found = [o for o in aligned if o is not None]
+        next_offsets[pkey] = max(found) + 1 if found else pmarks[pkey][0]
+    # What the primary holds past the restored head: counted exactly when small, and read
+    # for compacted topics to tell superseded records from lost ones.
+    after_ranges = {
+        pkey: (next_offsets[pkey], pmarks[pkey][1])
+        for h, pkey in zip(heads, pkeys, strict=True)
+        if pmarks[pkey][1] - next_offsets[pkey] <= EXACT_COUNT_LIMIT or h.compacted
+    }
+    after = reading.read_ranges(primary, after_ranges)
+    lasts = reading.read_tails(primary, {pkey: (*pmarks[pkey], 1) for pkey in pkeys})
+    sides = {}
+    for h, key, pkey, aligned in zip(heads, keys, pkeys, aligned_all, strict=True):
+        later = after.get(pkey, [])
+        superseded_count = 0
+        if h.compacted:
+            superseded_count = sum(
+                1
+                for r, o in zip(windows[key], aligned, strict=True)
+                if o is None and superseded(r, later)
             )
-        )
-    last_ts = None
-    tail = reading.read_tail(primary, head.primary_topic, head.partition, p_low, p_high, 1)
-    if tail:
-        last_ts = tail[-1].timestamp
-    return classify(
-        head,
-        restored_side,
-        PrimarySide(
-            end=p_high,
+        last = lasts.get(pkey) or []
+        sides[key] = PrimarySide(
+            end=pmarks[pkey][1],
             aligned=aligned,
             superseded=superseded_count,
-            last_timestamp=last_ts,
-            records_after=records_after,
-        ),
-    )
+            last_timestamp=last[-1].timestamp if last else None,
+            records_after=len(later) if pkey in after_ranges else None,
+        )
+    return sides
 
 
 def _deep_compare(

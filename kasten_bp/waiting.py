@@ -38,7 +38,7 @@ def wait_for(
     probe: Callable[[], T | None],
     timeout: float,
     interval: float = 0.25,
-    max_interval: float = 2.0,
+    max_interval: float = 1.0,
 ) -> T:
     """Call `probe` until it returns something other than None/False, or time out.
 

@@ -42,6 +42,8 @@ def consumer(bootstrap: str, extra: dict[str, Any] | None = None) -> Consumer:
             # Only committed data: MM2 mirrors with read_committed too.
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
+            # Short broker-side waits: reads hop between partitions and must not idle.
+            "fetch.wait.max.ms": 10,
             "fetch.max.bytes": 52428800,
             "max.partition.fetch.bytes": 10485760,
         },

@@ -103,3 +103,78 @@ def read_tail(
         if len(records) >= count or start == log_start:
             return records[-count:]
         span *= 4
+
+
+Key = tuple[str, int]
+
+
+def read_ranges(
+    bootstrap: str, ranges: dict[Key, tuple[int, int]], timeout: float = 60.0
+) -> dict[Key, list[Record]]:
+    """Read [start, end) of many partitions with one assignment: one round of fetches for
+    all of them instead of one per partition."""
+    out: dict[Key, list[Record]] = {key: [] for key in ranges}
+    pending = {key: se for key, se in ranges.items() if se[1] > se[0]}
+    if not pending:
+        return out
+    with clients.pooled_consumer(bootstrap) as consumer:
+        consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _) in pending.items()])
+        deadline = time.monotonic() + timeout
+        while pending:
+            msgs = consumer.consume(num_messages=1000, timeout=0.2)
+            for msg in msgs:
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise KastenBpError(f"reading from {bootstrap}: {err.str()}")
+                key = (str(msg.topic()), int(msg.partition() or 0))
+                if key not in pending:
+                    continue
+                record = _to_record(msg)
+                start, end = pending[key]
+                if start <= record.offset < end:
+                    out[key].append(record)
+                if record.offset >= end - 1:
+                    del pending[key]
+                    deadline = time.monotonic() + timeout
+            if pending and not msgs:
+                # Control records occupy the last offsets: the position tells when done.
+                positions = consumer.position([TopicPartition(t, p) for t, p in pending])
+                for tp in positions:
+                    key = (str(tp.topic), tp.partition)
+                    if key in pending and tp.offset >= pending[key][1]:
+                        del pending[key]
+                if pending and time.monotonic() > deadline:
+                    names = ", ".join(f"{t}[{p}]" for t, p in list(pending)[:3])
+                    raise KastenBpError(
+                        f"reading from {bootstrap}: {names} stuck (timed out after {timeout:.0f}s)"
+                    )
+    return out
+
+
+def read_tails(
+    bootstrap: str, partitions: dict[Key, tuple[int, int, int]]
+) -> dict[Key, list[Record]]:
+    """The last `count` data records of many partitions: key -> (log_start, end, count)."""
+    out: dict[Key, list[Record]] = {}
+    span = {key: count for key, (_, _, count) in partitions.items()}
+    todo = {key for key, (low, end, count) in partitions.items() if count > 0 and end > low}
+    out.update({key: [] for key in partitions if key not in todo})
+    while todo:
+        ranges = {}
+        for key in todo:
+            low, end, _ = partitions[key]
+            ranges[key] = (max(low, end - span[key]), end)
+        got = read_ranges(bootstrap, ranges)
+        again = set()
+        for key in todo:
+            low, _, count = partitions[key]
+            records = got[key]
+            if len(records) >= count or ranges[key][0] == low:
+                out[key] = records[-count:]
+            else:
+                span[key] *= 4  # control records or compaction holes: look further back
+                again.add(key)
+        todo = again
+    return out

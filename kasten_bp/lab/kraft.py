@@ -117,6 +117,11 @@ def broker_properties(cluster: ClusterSpec, broker: BrokerSpec) -> str:
         "broker.heartbeat.interval.ms": 500,
         "broker.session.timeout.ms": 4000,
         "unclean.leader.election.enable": "false",
+        # The lab always stops a whole cluster at once. A controlled shutdown needs the
+        # controller quorum, which the last brokers to go no longer have: they would hang
+        # until killed, without clean-shutdown markers. Skipping it still flushes every log
+        # and writes the markers.
+        "controlled.shutdown.enable": "false",
         "num.io.threads": 2,
         "num.network.threads": 2,
         "num.recovery.threads.per.data.dir": 1,

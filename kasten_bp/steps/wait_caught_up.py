@@ -22,21 +22,30 @@ def lagging_partitions(ctx: RunContext, source_offsets: dict[tuple[str, int], in
     marks = admin.watermarks(
         config.mirror.bootstrap, [(r.mirror_topic, r.partition) for r in scope]
     )
+    keys = {(r.mirror_topic, r.partition): r for r in scope}
+    tails = reading.read_tails(
+        config.mirror.bootstrap,
+        {key: (marks[key][0], marks[key][1], 1) for key in keys},
+    )
+    committed_at = {
+        (r.primary_topic, r.partition): source_offsets[(r.primary_topic, r.partition)]
+        for r in scope
+        if (r.primary_topic, r.partition) in source_offsets
+    }
+    sources = reading.read_ranges(
+        config.primary.bootstrap, {key: (o, o + 1) for key, o in committed_at.items()}
+    )
     lagging = []
-    for rp in scope:
-        low, high = marks[(rp.mirror_topic, rp.partition)]
-        committed = source_offsets.get((rp.primary_topic, rp.partition))
+    for key, rp in keys.items():
+        low, high = marks[key]
         name = f"{rp.mirror_topic}[{rp.partition}]"
+        committed = committed_at.get((rp.primary_topic, rp.partition))
         if committed is None:
             if high > low:
                 lagging.append(f"{name}: has records but MM2 committed no source offset")
             continue
-        tail = reading.read_tail(
-            config.mirror.bootstrap, rp.mirror_topic, rp.partition, low, high, 1
-        )
-        source = reading.read_range(
-            config.primary.bootstrap, rp.primary_topic, rp.partition, committed, committed + 1
-        )
+        tail = tails[key]
+        source = sources[(rp.primary_topic, rp.partition)]
         if not tail or not source or tail[0].content() != source[0].content():
             lagging.append(f"{name}: last record differs from primary offset {committed}")
     return lagging
