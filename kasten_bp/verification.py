@@ -102,14 +102,28 @@ def _primary_sides(
                 if o is None and superseded(r, later)
             )
         last = lasts.get(pkey) or []
+        window = windows[key]
+        first_offset = pmarks[pkey][0]
+        aged_out = (
+            bool(window)
+            and not any(o is not None for o in aligned)
+            and (first_offset > 0 and _older_than_primary(primary, pkey, first_offset, window[-1]))
+        )
         sides[key] = PrimarySide(
             end=pmarks[pkey][1],
             aligned=aligned,
             superseded=superseded_count,
             last_timestamp=last[-1].timestamp if last else None,
             records_after=len(later) if pkey in after_ranges else None,
+            aged_out=aged_out,
         )
     return sides
+
+
+def _older_than_primary(primary: str, pkey: tuple[str, int], first: int, newest: Record) -> bool:
+    """Whether the restored head predates everything the primary still holds."""
+    oldest = reading.read_ranges(primary, {pkey: (first, first + 1)}).get(pkey) or []
+    return bool(oldest) and newest.timestamp < oldest[0].timestamp
 
 
 def _deep_compare(

@@ -137,6 +137,8 @@ def read_ranges(
                     out[key].append(record)
                 if record.offset >= end - 1:
                     del pending[key]
+                    # Done: stop its fetches so it cannot crowd out the others.
+                    consumer.pause([TopicPartition(key[0], key[1])])
                     deadline = time.monotonic() + timeout
             if pending and not msgs:
                 # Control records occupy the last offsets: the position tells when done.

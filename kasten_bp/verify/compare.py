@@ -27,6 +27,8 @@ class PrimarySide:
     # Data records on the primary after the restored head, when counted (exact: control
     # records excluded); otherwise the offset difference is used.
     records_after: int | None = None
+    # The primary's oldest record is newer than the restored head: retention removed it.
+    aged_out: bool = False
 
 
 def classify(
@@ -61,6 +63,15 @@ def classify(
         return report
     report.primary_end_offset = primary.end
     unmatched = sum(1 for o in primary.aligned if o is None) - primary.superseded
+    if unmatched > 0 and primary.aged_out:
+        # The restored head equals the backup, but the primary's retention has since
+        # deleted those records: nothing is left to compare them with.
+        report.status = Status.BEHIND
+        report.records_behind = primary.records_after
+        report.detail = (
+            "primary no longer holds the restored head (retention); head matches manifest"
+        )
+        return report
     if unmatched > 0:
         report.status = Status.DIVERGENT
         report.detail = (

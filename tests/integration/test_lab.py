@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,15 +26,15 @@ CLI = [sys.executable, "-m", "kasten_bp.cli"]
 def test_edge_case_records_reach_the_mirror_identical_and_in_order(
     lab: LabHandle, topic: str
 ) -> None:
+    # Explicit timestamps, recent enough that retention (7 days) keeps them all session.
+    base = int(time.time() * 1000) - 3_600_000
     records = []
     for i in range(300):
         partition = i % 3
         key = None if i % 5 == 0 else f"k{i}".encode()
         value = b"" if i % 7 == 0 else (None if i % 17 == 0 else os.urandom(i % 97))
         headers = ((("h", f"{i}".encode()), ("null-header", None), ("h", b"dup"))) if i % 2 else ()
-        records.append(
-            Record(topic, partition, -1, 1_700_000_000_000 + i * 10, key, value, headers)
-        )
+        records.append(Record(topic, partition, -1, base + i * 10, key, value, headers))
     producing.produce(lab.primary, records)
     wait_mirrored(lab.primary, lab.mirror, topic)
     for p in range(3):
@@ -42,7 +43,7 @@ def test_edge_case_records_reach_the_mirror_identical_and_in_order(
         assert len(primary_side) == 100
         assert contents(mirror_side) == contents(primary_side)
     first = partition_records(lab.mirror, topic, 0)[0]
-    assert first.key is None and first.value == b"" and first.timestamp == 1_700_000_000_000
+    assert first.key is None and first.value == b"" and first.timestamp == base
 
 
 def test_load_command_records_replicate(lab: LabHandle, topic: str) -> None:
