@@ -78,6 +78,9 @@ def pooled_consumer(bootstrap: str, isolation: str = "read_committed") -> Iterat
     except BaseException:
         c.close()  # state unknown after an error or an abandoned read: never reuse
         raise
+    assigned = c.assignment()
+    if assigned:
+        c.resume(assigned)  # a paused partition would stay paused for the next borrower
     c.unassign()
     with _pool_lock:
         _pool.setdefault(key, []).append(c)
