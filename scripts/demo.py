@@ -33,12 +33,14 @@ def run(*args: str, check: bool = True, quiet: bool = False) -> Any:
 
 def backup_restore_verify(config: str, mode: str) -> tuple[dict, dict, int]:
     _, backup = run("backup", "--mode", mode, "--config", config)
-    mm2_down = backup["downtime_seconds"] or 0
-    brokers_down = backup["mirror_unavailable_seconds"] or 0
-    print(
-        f"    backup {backup['backup_id']}: {backup['status']}, MM2 stopped {mm2_down:.1f}s, "
-        f"mirror brokers down {brokers_down:.1f}s"
-    )
+    if backup["downtime_seconds"] is None:
+        impact = "MM2 and brokers never stopped"
+    else:
+        impact = (
+            f"MM2 stopped {backup['downtime_seconds']:.1f}s, "
+            f"mirror brokers down {backup['mirror_unavailable_seconds']:.1f}s"
+        )
+    print(f"    backup {backup['backup_id']}: {backup['status']}, {impact}")
     _, restored = run("restore", backup["backup_id"], "--config", config)
     print(f"    restored cluster at {restored['bootstrap']}")
     code, report = run("verify", backup["backup_id"], "--config", config, check=False)

@@ -153,9 +153,11 @@ class Lab:
                 cluster.bootstrap, len(cluster.brokers)
             )
 
-        wait_for(
-            f"cluster {cluster.name} ({len(cluster.brokers)} brokers) to be ready", ready, timeout
+        what = (
+            f"every partition of cluster {cluster.name} ({len(cluster.brokers)} brokers) "
+            "to have a leader and a full ISR"
         )
+        wait_for(what, ready, timeout)
 
     def _ensure_connectors(self, state: LabState, timeout: float) -> None:
         spec = state.connect

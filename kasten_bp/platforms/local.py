@@ -15,14 +15,12 @@ from typing import Any
 
 from kasten_bp.config import Config
 from kasten_bp.errors import KastenBpError, UsageError
-from kasten_bp.kafka import admin
 from kasten_bp.lab import kraft
 from kasten_bp.lab.kraft import BrokerSpec, ClusterSpec
 from kasten_bp.lab.lab import Lab, LabState
 from kasten_bp.manifest import Manifest, SnapshotRef
 from kasten_bp.platforms.base import BrokerInfo, MirrorMakerControl
 from kasten_bp.platforms.mm2_rest import ConnectRestMirrorMaker
-from kasten_bp.waiting import StopWaiting, wait_for
 
 
 class LocalPlatform:
@@ -107,20 +105,7 @@ class LocalPlatform:
         self._wait_serving(cluster, timeout)
 
     def _wait_serving(self, cluster: ClusterSpec, timeout: float) -> None:
-        def serving() -> bool:
-            dead = kraft.dead_broker(cluster)
-            if dead is not None:
-                last = kraft.last_log_lines(dead)
-                raise StopWaiting(f"broker {dead.id} of cluster {cluster.name} exited: {last}")
-            return kraft.brokers_listening(cluster) and admin.all_partitions_healthy(
-                cluster.bootstrap, len(cluster.brokers)
-            )
-
-        wait_for(
-            f"every partition of cluster {cluster.name} to have a leader and a full ISR",
-            serving,
-            timeout,
-        )
+        self.lab.wait_cluster_ready(cluster, timeout)
 
     # --- snapshots ----------------------------------------------------------------------
 
