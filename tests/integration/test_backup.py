@@ -117,9 +117,7 @@ def test_consistent_backup_under_writes_restores_and_verifies(
 def test_verify_catches_a_duplicated_record_and_a_missing_topic(
     lab: LabHandle, topic: str, restored_clusters: list[str]
 ) -> None:
-    producing.produce(
-        lab.primary, [Record(topic, i % 3, -1, 0, b"k", f"v{i}".encode(), ()) for i in range(60)]
-    )
+    seed(lab, topic, 60)  # mirrored before the backup, so the cut holds them
     backup_id = cli_json(lab, "backup")["backup_id"]
     restored = cli_json(lab, "restore", backup_id)["bootstrap"]
     restored_clusters.append(backup_id)
