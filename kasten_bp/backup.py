@@ -9,17 +9,19 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from kasten_bp.catalog.base import Catalog, backup_key, open_catalog
+from kasten_bp.catalog.base import Catalog, open_catalog
+from kasten_bp.catalog.manifests import manifest_data
 from kasten_bp.config import Config
 from kasten_bp.errors import RunFailed, UsageError
 from kasten_bp.platforms import build_platform
 from kasten_bp.platforms.base import Platform
-from kasten_bp.steps import QUIESCE_UNTIL, SNAPSHOT_STEP, backup_steps
-from kasten_bp.steps.common import MANIFEST
+from kasten_bp.steps import QUIESCE_UNTIL, SNAPSHOT_STEP, TIMING_MARKS, backup_flow
+from kasten_bp.steps.base import RunInputs
 from kasten_bp.steps.preflight import preflight_problems
 from kasten_bp.workflow.engine import Engine, Listener, RunContext
 from kasten_bp.workflow.journal import Journal, JournalStore
-from kasten_bp.workflow.states import RunState, StepStatus
+from kasten_bp.workflow.listeners import TimingListener
+from kasten_bp.workflow.states import FINAL, RunState, StepStatus
 
 MODES = ("consistent", "hot")
 
@@ -38,28 +40,32 @@ class Backups:
         self.store = JournalStore(self.catalog)
         self.listeners = list(listeners)
 
-    def _context(self, journal: Journal, options: dict[str, Any] | None = None) -> RunContext:
-        opts = {"mode": journal.mode, **(options or {})}
-        return RunContext(self.config, self.platform, self.catalog, journal, self.store, opts)
+    def _engine(self, journal: Journal) -> Engine:
+        ctx = RunContext(self.config, self.platform, self.catalog, journal, self.store)
+        listeners = [*self.listeners, TimingListener(TIMING_MARKS)]
+        return Engine(ctx, backup_flow(journal.mode), listeners)
 
-    def _engine(self, journal: Journal, options: dict[str, Any] | None = None) -> Engine:
-        return Engine(self._context(journal, options), backup_steps(journal.mode), self.listeners)
+    def _new_journal(self, command: str, mode: str, head_window: int | None = None) -> Journal:
+        inputs = RunInputs(mode=mode, head_window=head_window)
+        journal = Journal(
+            backup_id=new_backup_id(), command=command, mode=mode, inputs=inputs.model_dump()
+        )
+        self.store.save(journal)
+        return journal
 
     # --- recovery -----------------------------------------------------------------------
 
     def recover_crashed(self) -> list[dict[str, Any]]:
-        """Runs left RUNNING or ROLLING_BACK by a process that died: roll them back.
+        """Runs left RUNNING or ROLLING_BACK by a process that died: keep them if their
+        backup was kept, else roll them back; either way the deferred actions run.
         Call with the lock held, so no live run can be mistaken for a crashed one."""
         recovered = []
         for journal in self.store.unfinished():
             if journal.state not in (RunState.RUNNING, RunState.ROLLING_BACK):
                 continue
-            if journal.state == RunState.ROLLING_BACK:
-                # Resume the interrupted rollback: ROLLING_BACK -> ROLLBACK_FAILED -> again.
-                journal.state = RunState.ROLLBACK_FAILED
             engine = self._engine(journal)
             try:
-                engine.rollback(None, note=f"crashed run found (owner {journal.owner})")
+                engine.recover(note=f"crashed run found (owner {journal.owner})")
             except Exception as exc:  # noqa: BLE001 - report, keep going
                 recovered.append(
                     {"backup_id": journal.backup_id, "state": journal.state, "error": str(exc)}
@@ -69,10 +75,12 @@ class Backups:
         return recovered
 
     def _held(self) -> Journal | None:
+        """The run a person or a hook must finish: held between runbook verbs, a failed
+        rollback, or a kept backup whose deferred clean-up failed."""
         held = [
             j
             for j in self.store.unfinished()
-            if j.state in (RunState.HELD, RunState.ROLLBACK_FAILED)
+            if j.state in (RunState.HELD, RunState.ROLLBACK_FAILED) or j.state in FINAL
         ]
         return held[-1] if held else None
 
@@ -92,22 +100,25 @@ class Backups:
                 )
             if dry_run:
                 return self._dry_run(mode, recovered)
-            journal = Journal(backup_id=new_backup_id(), command="backup", mode=mode)
-            self.store.save(journal)
-            engine = self._engine(journal, {"head_window": head_window})
-            engine.run()
+            journal = self._new_journal("backup", mode, head_window)
+            self._engine(journal).run()
             return self.summary(journal, recovered)
 
     def _dry_run(self, mode: str, recovered: list[dict[str, Any]]) -> dict[str, Any]:
-        journal = Journal(backup_id="dry-run", command="backup", mode=mode)
-        problems = preflight_problems(self._context(journal), mode)
+        config = self.config
+        problems = preflight_problems(
+            self.platform, config.primary.bootstrap, config.mirror.bootstrap, mode
+        )
         if problems:
             raise UsageError("preflight failed: " + "; ".join(problems))
+        flow = backup_flow(mode)
         return {
             "dry_run": True,
             "mode": mode,
             "platform": self.platform.name,
-            "plan": [s.name for s in backup_steps(mode)],
+            "plan": [s.name for s in flow.steps]
+            + [f"deferred:{a.name}" for a in reversed(flow.deferred)]
+            + [c.name for c in flow.checks],
             "brokers": [b.id for b in self.platform.brokers()],
             "connectors": self.platform.mirrormaker.connector_states()
             if mode == "consistent"
@@ -121,8 +132,7 @@ class Backups:
             held = self._held()
             if held is not None:
                 raise UsageError(f"backup {held.backup_id} is already {held.state}")
-            journal = Journal(backup_id=new_backup_id(), command="quiesce", mode="consistent")
-            self.store.save(journal)
+            journal = self._new_journal("quiesce", "consistent")
             self._engine(journal).run(stop_after=QUIESCE_UNTIL)
             return self.summary(journal, recovered)
 
@@ -137,13 +147,19 @@ class Backups:
             return self.summary(journal, [])
 
     def resume(self) -> dict[str, Any]:
-        """Always safe: finishes a held run, retries a failed rollback, recovers a crash."""
+        """Always safe: finishes a held run, retries a failed rollback or a kept backup's
+        failed clean-up, recovers a crash."""
         with self.platform.lock("resume"):
             recovered = self.recover_crashed()
             journal = self._held()
             if journal is None:
                 return {"status": "nothing to resume", "recovered": recovered}
             engine = self._engine(journal)
+            if journal.state in FINAL:
+                failed = engine.run_deferred()
+                note = "; ".join(failed) if failed else "deferred clean-up finished by resume"
+                self.store.note(journal, note)
+                return self.summary(journal, recovered)
             if journal.state == RunState.ROLLBACK_FAILED:
                 # Success here is a completed rollback: the backup stays failed, but the
                 # mirror is whole again, which is what `resume` promises.
@@ -165,9 +181,7 @@ class Backups:
         except UsageError:
             recovered = []  # a live run holds the lock: report, do not touch
         runs = self.store.all()
-        current = [
-            j for j in runs if j.state not in (RunState.COMPLETED, RunState.FAILED_ROLLED_BACK)
-        ]
+        current = [j for j in runs if j.state not in FINAL or j.outstanding_deferred()]
         return {
             "recovered": recovered,
             "current": [self.summary(j, []) for j in current],
@@ -184,7 +198,11 @@ class Backups:
                 return round(marks[end] - marks[start], 3)
             return None
 
-        manifest = self.catalog.read_json(backup_key(journal.backup_id, MANIFEST))
+        flow = backup_flow(journal.mode)
+        checks = {c.name for c in flow.checks}
+        steps = [_row(s.name, s.status, s.seconds) for s in journal.steps if s.name not in checks]
+        steps += [_row(d.action, d.status, d.seconds, True) for d in reversed(journal.deferred)]
+        steps += [_row(s.name, s.status, s.seconds) for s in journal.steps if s.name in checks]
         return {
             "backup_id": journal.backup_id,
             "status": journal.state,
@@ -192,10 +210,34 @@ class Backups:
             "command": journal.command,
             "downtime_seconds": span("mm2_stopped", "mm2_resumed"),
             "mirror_unavailable_seconds": span("brokers_stopped", "brokers_serving"),
-            "steps": [
-                {"name": s.name, "status": s.status, "seconds": s.seconds} for s in journal.steps
-            ],
+            "steps": steps,
             "error": journal.error,
+            "warnings": journal.warnings,
+            "left_for_a_person": left_for_a_person(journal),
             "recovered": recovered,
-            "manifest": manifest,
+            "manifest": manifest_data(self.catalog, journal.backup_id),
         }
+
+
+def _row(name: str, status: str, seconds: float | None, deferred: bool = False) -> dict[str, Any]:
+    return {"name": name, "status": status, "seconds": seconds, "deferred": deferred}
+
+
+def left_for_a_person(journal: Journal) -> list[str]:
+    """What a person (or `kasten-bp resume`) must still do for this run."""
+    todo = [
+        f"deferred {d.action} failed ({d.error}): fix the cause, then `kasten-bp resume`"
+        for d in journal.deferred
+        if d.status == StepStatus.FAILED
+    ]
+    if journal.state == RunState.HELD:
+        todo.append("the mirror is held (quiesced): `kasten-bp snapshot` or `kasten-bp resume`")
+    if journal.state == RunState.ROLLBACK_FAILED:
+        todo += [
+            f"undo of {s.name} failed ({s.undo_error}): fix the cause, then `kasten-bp resume`"
+            for s in journal.steps
+            if s.status == StepStatus.UNDO_FAILED
+        ]
+    if journal.state == RunState.COMPLETED_WITH_WARNINGS:
+        todo.append("the backup is kept; read its warnings")
+    return todo

@@ -13,23 +13,15 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from kasten_bp.errors import KastenBpError, UsageError
+from kasten_bp.errors import KastenBpError, TemporaryError, UsageError
+from kasten_bp.transience import is_temporary
 
 # Connector states as Connect reports them (KIP-875 added STOPPED).
 RUNNING, PAUSED, STOPPED = "RUNNING", "PAUSED", "STOPPED"
 
 
-def _retriable(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.TransportError):
-        return True
-    if isinstance(exc, httpx.HTTPStatusError):
-        # 409: a rebalance is in progress; 429/5xx: try again.
-        return exc.response.status_code in (409, 429) or exc.response.status_code >= 500
-    return False
-
-
 _retry = retry(
-    retry=retry_if_exception(_retriable),
+    retry=retry_if_exception(is_temporary),
     wait=wait_exponential_jitter(multiplier=0.2, max=3),
     stop=stop_after_delay(60),
     reraise=True,
@@ -66,11 +58,16 @@ class ConnectClient:
             return self._request(method, path, **kwargs)
         except httpx.HTTPStatusError as exc:
             body = exc.response.text.strip()[:200]
-            if exc.response.status_code == 404:
+            status = exc.response.status_code
+            if status == 404 and "No status found" in body:
+                # A connector just created publishes its status a moment later.
+                raise TemporaryError(f"{what}: no status yet on Connect {self.url}") from None
+            if status == 404:
                 raise UsageError(f"{what}: not found on Connect {self.url} ({body})") from None
-            raise KastenBpError(f"{what}: HTTP {exc.response.status_code}: {body}") from None
+            error = TemporaryError if is_temporary(exc) else KastenBpError
+            raise error(f"{what}: HTTP {status}: {body}") from None
         except httpx.TransportError as exc:
-            raise KastenBpError(f"{what}: Connect {self.url} unreachable: {exc}") from None
+            raise TemporaryError(f"{what}: Connect {self.url} unreachable: {exc}") from None
 
     def reachable(self) -> bool:
         try:

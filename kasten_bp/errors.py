@@ -31,3 +31,15 @@ class WaitTimeout(KastenBpError):
     """A bounded wait ran out; the message says what it waited for."""
 
     exit_code = 3
+
+
+class TemporaryError(KastenBpError):
+    """May get better by waiting: a probe raises it to say "not yet, and here is why"."""
+
+    exit_code = 3
+
+
+class PermanentError(KastenBpError):
+    """Cannot get better by waiting (a process died, access denied): waits end at once."""
+
+    exit_code = 3

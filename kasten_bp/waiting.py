@@ -6,14 +6,10 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from kasten_bp.errors import KastenBpError, WaitTimeout
+from kasten_bp.errors import TemporaryError, WaitTimeout
+from kasten_bp.transience import is_temporary
 
 T = TypeVar("T")
-
-
-class StopWaiting(KastenBpError):
-    """Raised by a probe when the awaited condition can never happen (a process died)."""
-
 
 # A listener receives one line each time a wait starts, so the CLI can show progress.
 _listeners: list[Callable[[str], None]] = []
@@ -42,7 +38,8 @@ def wait_for(
 ) -> T:
     """Call `probe` until it returns something other than None/False, or time out.
 
-    Exceptions from `probe` count as "not yet"; the last one is named in the timeout.
+    A temporary error from `probe` (see `transience`) counts as "not yet" and is named in
+    the timeout; any other error ends the wait at once: waiting cannot fix it.
     """
     announce(f"waiting for {what} (up to {timeout:.0f}s)")
     deadline = time.monotonic() + timeout
@@ -53,12 +50,16 @@ def wait_for(
             if result is not None and result is not False:
                 return result
             last_error = None
-        except StopWaiting:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any probe failure means "not ready yet"
+        except Exception as exc:
+            if not is_temporary(exc):
+                raise
             last_error = exc
         if time.monotonic() >= deadline:
-            detail = f": last error: {last_error}" if last_error else ""
+            detail = ""
+            if isinstance(last_error, TemporaryError):
+                detail = f": {last_error}"
+            elif last_error is not None:
+                detail = f": last error: {last_error}"
             raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         time.sleep(interval)
         interval = min(interval * 1.5, max_interval)

@@ -26,18 +26,15 @@ from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
-    HTTPClientError,
     NoCredentialsError,
     ParamValidationError,
     PartialCredentialsError,
     SSLError,
 )
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from kasten_bp.errors import KastenBpError, UsageError
+from kasten_bp.transience import is_temporary
 
 T = TypeVar("T")
 
@@ -63,24 +60,6 @@ _DENIED = {
     "403",
 }
 _BAD_CONFIG = {"InvalidBucketName", "PermanentRedirect", "IllegalLocationConstraintException"}
-# Error codes worth retrying besides any 5xx status.
-_THROTTLED = {
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "SlowDown",
-    "RequestLimitExceeded",
-    "TooManyRequests",
-    "TooManyRequestsException",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "ProvisionedThroughputExceededException",
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "PriorRequestNotComplete",
-    "InternalError",
-    "ServiceUnavailable",
-}
 
 
 def _code(exc: ClientError) -> str:
@@ -96,15 +75,6 @@ def _status(exc: ClientError) -> int:
 
 def _one_line(text: object, limit: int = 200) -> str:
     return " ".join(str(text).split())[:limit]
-
-
-def _retriable(exc: BaseException) -> bool:
-    if isinstance(exc, ClientError):
-        status = _status(exc)
-        return _code(exc) in _THROTTLED or status == 429 or (status >= 500 and status != 501)
-    if isinstance(exc, SSLError):  # a certificate problem: configuration, not weather
-        return False
-    return isinstance(exc, BotoConnectionError | HTTPClientError)
 
 
 def _is_missing_key(exc: ClientError) -> bool:
@@ -177,7 +147,7 @@ class S3Catalog:
     def _call(self, what: str, key: str | None, fn: Callable[[], T]) -> T:
         """Run fn, retrying transient errors; translate the rest (one-line messages)."""
         retrying = Retrying(
-            retry=retry_if_exception(_retriable),
+            retry=retry_if_exception(is_temporary),
             wait=wait_exponential_jitter(multiplier=0.2, max=5),
             stop=stop_after_delay(self._retry_seconds),
             reraise=True,
@@ -229,7 +199,7 @@ class S3Catalog:
             )
         if code in _BAD_CONFIG or status == 301:
             return UsageError(f"{where}: {what}: bad S3 configuration for bucket ({detail})")
-        if _retriable(exc):
+        if is_temporary(exc):
             return KastenBpError(
                 f"{where}: {what}: S3 still failing after {self._retry_seconds:g}s ({detail})"
             )

@@ -7,7 +7,13 @@ import typer
 from kasten_bp.cli import backups, blueprint, lab, restore_verify
 
 app = typer.Typer(
-    help="Application-consistent Kafka backups through a MirrorMaker 2 mirror.",
+    help=(
+        "Application-consistent Kafka backups through a MirrorMaker 2 mirror.\n\n"
+        "Exit codes: 0 success or consistent; 1 verified inconsistent; 2 usage or "
+        "configuration error (nothing changed); 3 failed and rolled back; 4 rollback failed "
+        "(a person must act); 5 completed with warnings (COMPLETED_WITH_WARNINGS: the backup "
+        "is kept, something after its snapshot failed; see `warnings`); 130 interrupted."
+    ),
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )

@@ -24,11 +24,23 @@ def _backups(config: Path | None) -> Any:
     return Backups(load_config(config), [ProgressListener()])
 
 
+# A kept backup with failures after its snapshot (see the exit codes in `--help`).
+WARNINGS_EXIT = 5
+
+
+def emit_run(data: dict[str, Any], output: Output) -> None:
+    """Print a run; exit 5 when it completed with warnings (the backup is kept)."""
+    emit(data, output, render_run)
+    if data.get("status") == "COMPLETED_WITH_WARNINGS":
+        raise typer.Exit(WARNINGS_EXIT)
+
+
 def render_run(data: dict[str, Any]) -> str:
     lines = [f"backup {data['backup_id']}: {data['status']} ({data['mode']})"]
     for step in data["steps"]:
         took = f"{step['seconds']:.1f}s" if step["seconds"] is not None else "-"
-        lines.append(f"  {step['name']:<22} {step['status']:<10} {took}")
+        name = ("deferred " if step.get("deferred") else "") + step["name"]
+        lines.append(f"  {name:<31} {step['status']:<10} {took}")
     if data.get("downtime_seconds") is not None:
         lines.append(f"  MM2 stopped for {data['downtime_seconds']:.1f}s")
     if data.get("mirror_unavailable_seconds") is not None:
@@ -41,6 +53,8 @@ def render_run(data: dict[str, Any]) -> str:
         )
     if data.get("error"):
         lines.append(f"  error: {data['error']}")
+    lines += [f"  warning: {w}" for w in data.get("warnings", [])]
+    lines += [f"  to do: {t}" for t in data.get("left_for_a_person", [])]
     return "\n".join(lines)
 
 
@@ -53,12 +67,15 @@ def register(app: typer.Typer) -> None:
         head_window: int | None = typer.Option(None, "--head-window", help="records per head"),
         output: Output = OutputOption,
     ) -> None:
-        """Back up the mirror: quiesce MM2, prove catch-up, capture heads, snapshot, resume."""
+        """Back up the mirror: quiesce MM2, prove catch-up, capture heads, snapshot, resume.
+
+        Exits 5 (COMPLETED_WITH_WARNINGS) when the snapshot was complete but something after
+        it failed: the backup is kept, `warnings` says what, `kasten-bp resume` retries."""
         result = run_command(output, lambda: _backups(config).backup(mode, dry_run, head_window))
         if dry_run:
             emit(result, output, lambda d: "plan: " + " -> ".join(d["plan"]) + "\npreflight: ok")
         else:
-            emit(result, output, render_run)
+            emit_run(result, output)
 
     @app.command()
     def quiesce(config: Path | None = ConfigOption, output: Output = OutputOption) -> None:
@@ -68,13 +85,17 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def snapshot(config: Path | None = ConfigOption, output: Output = OutputOption) -> None:
         """Snapshot the volumes of a quiesced backup."""
-        emit(run_command(output, lambda: _backups(config).snapshot()), output, render_run)
+        emit_run(run_command(output, lambda: _backups(config).snapshot()), output)
 
     @app.command()
     def resume(config: Path | None = ConfigOption, output: Output = OutputOption) -> None:
-        """Start brokers and resume MM2 (always safe, idempotent); recovers crashed runs."""
+        """Start brokers and resume MM2 (always safe, idempotent); recovers crashed runs and
+        retries a kept backup's failed clean-up. Exits 5 if the run has warnings."""
         result = run_command(output, lambda: _backups(config).resume())
-        emit(result, output, lambda d: d["status"] if "steps" not in d else render_run(d))
+        if "steps" not in result:
+            emit(result, output, lambda d: d["status"])
+        else:
+            emit_run(result, output)
 
     @app.command()
     def status(config: Path | None = ConfigOption, output: Output = OutputOption) -> None:

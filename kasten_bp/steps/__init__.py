@@ -1,34 +1,47 @@
-"""The backup's steps, one module each, and the step lists per mode."""
+"""The backup's steps, one module each, and the flow per mode."""
 
 from __future__ import annotations
 
-from kasten_bp.steps.base import BaseStep
+from kasten_bp.steps.base import RunInputs
 from kasten_bp.steps.capture_heads import CaptureHeads
 from kasten_bp.steps.confirm_replication import ConfirmReplication
-from kasten_bp.steps.pause_mirrormaker import PauseMirrorMaker
+from kasten_bp.steps.discover_topics import DiscoverTopics
+from kasten_bp.steps.pause_mirrormaker import PauseMirrorMaker, ResumeMirrorMaker
 from kasten_bp.steps.preflight import Preflight
-from kasten_bp.steps.resume_mirrormaker import ResumeMirrorMaker
 from kasten_bp.steps.snapshot_volumes import SnapshotVolumes
 from kasten_bp.steps.stop_brokers import StartBrokers, StopBrokers
 from kasten_bp.steps.wait_caught_up import WaitCaughtUp
+from kasten_bp.workflow.flow import Flow
 
 # Where the runbook verbs stop: `quiesce` holds the run after this step, `snapshot` after
 # the next.
 QUIESCE_UNTIL = StopBrokers.name
 SNAPSHOT_STEP = SnapshotVolumes.name
 
+# Timing marks the engine's TimingListener notes: MM2 down and the mirror unavailable.
+TIMING_MARKS = {
+    ("started", PauseMirrorMaker.name): "mm2_stopped",
+    ("done", ResumeMirrorMaker.name): "mm2_resumed",
+    ("started", StopBrokers.name): "brokers_stopped",
+    ("done", StartBrokers.name): "brokers_serving",
+}
 
-def backup_steps(mode: str) -> list[BaseStep]:
+
+def backup_flow(mode: str) -> Flow:
     if mode == "hot":
-        return [Preflight(), CaptureHeads(), SnapshotVolumes()]
-    return [
-        Preflight(),
-        PauseMirrorMaker(),
-        WaitCaughtUp(),
-        CaptureHeads(),
-        StopBrokers(),
-        SnapshotVolumes(),
-        StartBrokers(),
-        ResumeMirrorMaker(),
-        ConfirmReplication(),
-    ]
+        return Flow(RunInputs, [Preflight(), CaptureHeads(), SnapshotVolumes()])
+    return Flow(
+        RunInputs,
+        steps=[
+            Preflight(),
+            DiscoverTopics(),
+            PauseMirrorMaker(),
+            WaitCaughtUp(),
+            CaptureHeads(),
+            StopBrokers(),
+            SnapshotVolumes(),
+        ],
+        # Run after the deferred actions (brokers started, MM2 resumed).
+        checks=[ConfirmReplication()],
+        deferred=[ResumeMirrorMaker(), StartBrokers()],
+    )

@@ -1,20 +1,39 @@
-"""A base for steps: nothing to plan, nothing to undo unless a step says otherwise."""
+"""What the steps share: the run's inputs and MM2's connector states."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from kasten_bp.workflow.engine import RunContext
+from kasten_bp.workflow.flow import Model
 
 
-class BaseStep:
-    name = "step"
+class RunInputs(Model):
+    """What a backup run is asked for; the first inputs of its steps."""
 
-    def plan(self, ctx: RunContext) -> dict[str, Any]:
-        return {}
+    mode: str
+    head_window: int | None = None
 
-    def do(self, ctx: RunContext, plan: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
 
-    def undo(self, ctx: RunContext, plan: dict[str, Any]) -> None:
-        return None
+class ConnectorStates(Model):
+    """MM2's connectors as they were before the backup touched them."""
+
+    connector_states: dict[str, str]
+
+
+class SourceOffsets(Model):
+    """MM2's committed source offsets at the proven cut, "topic/partition" -> offset."""
+
+    source_offsets: dict[str, int]
+
+    @classmethod
+    def of(cls, offsets: dict[tuple[str, int], int]) -> SourceOffsets:
+        return cls(source_offsets={f"{t}/{p}": o for (t, p), o in sorted(offsets.items())})
+
+    def by_partition(self) -> dict[tuple[str, int], int]:
+        return by_partition(self.source_offsets)
+
+
+def by_partition(offsets: dict[str, int]) -> dict[tuple[str, int], int]:
+    out = {}
+    for key, offset in offsets.items():
+        topic, _, partition = key.rpartition("/")
+        out[(topic, int(partition))] = int(offset)
+    return out

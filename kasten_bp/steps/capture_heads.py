@@ -2,48 +2,64 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from kasten_bp.heads import capture_heads
+from kasten_bp.catalog.manifests import save_manifest
+from kasten_bp.consistency.capture import capture_heads
+from kasten_bp.consistency.scope import replicated_partitions
 from kasten_bp.kafka import admin
 from kasten_bp.manifest import ClusterInfo, Manifest
-from kasten_bp.steps.base import BaseStep
-from kasten_bp.steps.common import offsets_from_json, save_manifest, step_plan, step_result
+from kasten_bp.steps.base import by_partition
 from kasten_bp.workflow.engine import RunContext
+from kasten_bp.workflow.flow import Model, Nothing, Step
 from kasten_bp.workflow.journal import now_iso
 
 
-class CaptureHeads(BaseStep):
-    name = "capture_heads"
+class CaptureNeeds(Model):
+    mode: str
+    head_window: int | None = None
+    # Consistent mode: the proven cut. Hot mode has none: MM2's offsets as they are now.
+    source_offsets: dict[str, int] | None = None
+    connector_states: dict[str, str] | None = None
 
-    def do(self, ctx: RunContext, plan: dict[str, Any]) -> dict[str, Any]:
+
+class Captured(Model):
+    partitions: int
+    records_in_heads: int
+
+
+class CaptureHeads(Step[CaptureNeeds, Nothing, Captured]):
+    name = "capture_heads"
+    needs, plans, gives = CaptureNeeds, Nothing, Captured
+
+    def do(self, ctx: RunContext, needs: CaptureNeeds, plan: Nothing) -> Captured:
         config = ctx.config
-        mode = ctx.options.get("mode", "consistent")
-        if mode == "consistent":
-            offsets = offsets_from_json(step_result(ctx, "wait_caught_up")["source_offsets"])
-            connectors = step_plan(ctx, "pause_mirrormaker").get("states", {})
+        mm2 = ctx.platform.mirrormaker
+        if needs.source_offsets is not None:
+            offsets = by_partition(needs.source_offsets)
         else:
-            # Hot: whatever MM2 has committed right now; nothing is proven.
-            offsets = ctx.platform.mirrormaker.source_offsets()
-            connectors = ctx.platform.mirrormaker.connector_states()
-        window = int(ctx.options.get("head_window") or config.backup.head_window)
-        heads = capture_heads(config, window, offsets)
+            offsets = mm2.source_offsets()  # hot: nothing is proven
+        connectors = needs.connector_states
+        if connectors is None:
+            connectors = mm2.connector_states()
+        window = needs.head_window or config.backup.head_window
+        primary, mirror = config.primary.bootstrap, config.mirror.bootstrap
+        scope = replicated_partitions(primary, mirror, config.replication)
+        heads = capture_heads(primary, mirror, scope, window, offsets)
         manifest = Manifest(
             backup_id=ctx.backup_id,
             created_at=now_iso(),
-            mode=mode,
+            mode=needs.mode,
             platform=ctx.platform.name,
             head_window=window,
-            primary=ClusterInfo(bootstrap=config.primary.bootstrap),
+            primary=ClusterInfo(bootstrap=primary),
             mirror=ClusterInfo(
-                bootstrap=config.mirror.bootstrap,
+                bootstrap=mirror,
                 cluster_id=ctx.platform.mirror_cluster_id(),
-                broker_ids=admin.broker_ids(config.mirror.bootstrap),
+                broker_ids=admin.broker_ids(mirror),
             ),
             replication_policy=config.replication.policy,
             source_alias=config.replication.source_alias,
             connectors=connectors,
             partitions=heads,
         )
-        save_manifest(ctx, manifest)
-        return {"partitions": len(heads), "records_in_heads": sum(len(h.head) for h in heads)}
+        save_manifest(ctx.catalog, manifest)
+        return Captured(partitions=len(heads), records_in_heads=sum(len(h.head) for h in heads))

@@ -3,45 +3,51 @@ MM2's committed source offset must move past the one recorded at quiesce."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from kasten_bp.heads import replicated_partitions
+from kasten_bp.consistency.scope import replicated_partitions
 from kasten_bp.kafka import admin, reading
-from kasten_bp.steps.base import BaseStep
-from kasten_bp.steps.common import offsets_from_json
+from kasten_bp.steps.base import by_partition
 from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.engine import RunContext
+from kasten_bp.workflow.flow import Model, Nothing, Step
 
 
-def has_data(ctx: RunContext, key: tuple[str, int], start: int, end: int) -> bool:
-    records = reading.stream_range(ctx.config.primary.bootstrap, key[0], key[1], start, end)
+def has_data(bootstrap: str, key: tuple[str, int], start: int, end: int) -> bool:
+    records = reading.stream_range(bootstrap, key[0], key[1], start, end)
     try:
         return next(records, None) is not None
     finally:
         records.close()
 
 
-class ConfirmReplication(BaseStep):
-    name = "confirm_replication"
+class ConfirmNeeds(Model):
+    connector_states: dict[str, str]
+    source_offsets: dict[str, int]
 
-    def do(self, ctx: RunContext, plan: dict[str, Any]) -> dict[str, Any]:
-        states = ctx.journal.step("pause_mirrormaker").plan.get("states", {})
-        if not any(s == "RUNNING" for s in states.values()):
-            return {"checked": 0, "note": "MM2 was not running before the backup"}
-        at_quiesce = offsets_from_json(
-            ctx.journal.step("wait_caught_up").result.get("source_offsets", {})
-        )
-        scope = replicated_partitions(ctx.config)
-        primary_marks = admin.watermarks(
-            ctx.config.primary.bootstrap, [(r.primary_topic, r.partition) for r in scope]
-        )
+
+class Confirmed(Model):
+    # Partitions whose new primary records MM2 had to replicate.
+    confirmed_partitions: int
+
+
+class ConfirmReplication(Step[ConfirmNeeds, Nothing, Confirmed]):
+    name = "confirm_replication"
+    needs, plans, gives = ConfirmNeeds, Nothing, Confirmed
+
+    def do(self, ctx: RunContext, needs: ConfirmNeeds, plan: Nothing) -> Confirmed:
+        if not any(s == "RUNNING" for s in needs.connector_states.values()):
+            return Confirmed(confirmed_partitions=0)  # MM2 was not running before the backup
+        at_quiesce = by_partition(needs.source_offsets)
+        config = ctx.config
+        primary = config.primary.bootstrap
+        scope = replicated_partitions(primary, config.mirror.bootstrap, config.replication)
+        primary_marks = admin.watermarks(primary, [rp.primary_key for rp in scope])
         # Partitions with committed data records MM2 had not read at quiesce (offsets alone
         # mislead: transaction markers occupy offsets too).
         pending = {
             key: at_quiesce.get(key, -1)
             for key, (_, high) in primary_marks.items()
             if high - 1 > at_quiesce.get(key, -1)
-            and has_data(ctx, key, at_quiesce.get(key, -1) + 1, high)
+            and has_data(primary, key, at_quiesce.get(key, -1) + 1, high)
         }
         mm2 = ctx.platform.mirrormaker
 
@@ -55,4 +61,4 @@ class ConfirmReplication(BaseStep):
                 moved,
                 ctx.config.backup.replication_confirm_timeout_seconds,
             )
-        return {"checked": len(pending)}
+        return Confirmed(confirmed_partitions=len(pending))

@@ -1,52 +1,41 @@
-"""Stop the MM2 connectors, recording their previous states first."""
+"""Stop the MM2 connectors, recording their previous states first; putting them back is
+deferred, so it happens whatever fails later."""
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
-
-from kasten_bp.errors import WaitTimeout
-from kasten_bp.heads import is_internal
-from kasten_bp.kafka import admin
-from kasten_bp.steps.base import BaseStep
-from kasten_bp.waiting import wait_for
+from kasten_bp.steps.base import ConnectorStates
 from kasten_bp.workflow.engine import RunContext
-from kasten_bp.workflow.journal import mark
+from kasten_bp.workflow.flow import Deferral, DeferredAction, Model, Nothing, Step
 
 TIMEOUT = 120.0
-# MM2 finds new primary topics on its refresh interval; give it a few rounds.
-DISCOVERY_TIMEOUT = 30.0
 
 
-def wait_topics_discovered(ctx: RunContext) -> list[str]:
-    """Primary topics MM2 has not created on the mirror yet, after a bounded wait. Topics
-    excluded by MM2's own filters never appear: they are reported, not waited for forever."""
-    config = ctx.config
-
-    def missing() -> list[str]:
-        primary = [t for t in admin.topics(config.primary.bootstrap) if not is_internal(t)]
-        mirror = set(admin.topics(config.mirror.bootstrap))
-        return sorted(t for t in primary if config.replication.mirror_topic(t) not in mirror)
-
-    with contextlib.suppress(WaitTimeout):
-        what = "MM2 to create every primary topic on the mirror"
-        wait_for(what, lambda: not missing(), DISCOVERY_TIMEOUT)
-    return missing()
+class Stopped(Model):
+    stopped_connectors: list[str]
 
 
-class PauseMirrorMaker(BaseStep):
+class PauseMirrorMaker(Step[Nothing, ConnectorStates, Stopped]):
     name = "pause_mirrormaker"
+    needs, plans, gives = Nothing, ConnectorStates, Stopped
+    defers = ("resume_mirrormaker",)
 
-    def plan(self, ctx: RunContext) -> dict[str, Any]:
-        return {"states": ctx.platform.mirrormaker.connector_states()}
+    def plan(self, ctx: RunContext, needs: Nothing) -> ConnectorStates:
+        return ConnectorStates(connector_states=ctx.platform.mirrormaker.connector_states())
 
-    def do(self, ctx: RunContext, plan: dict[str, Any]) -> dict[str, Any]:
-        unmirrored = wait_topics_discovered(ctx)
-        mark(ctx.journal, "mm2_stopped")
-        ctx.platform.mirrormaker.stop(list(plan["states"]), TIMEOUT)
-        return {"stopped": list(plan["states"]), "unmirrored_topics": unmirrored}
+    def defer(self, needs: Nothing, plan: ConnectorStates) -> list[Deferral]:
+        return [Deferral(action=ResumeMirrorMaker.name, args=plan.model_dump())]
 
-    def undo(self, ctx: RunContext, plan: dict[str, Any]) -> None:
-        if plan.get("states"):
-            ctx.platform.mirrormaker.restore(plan["states"], TIMEOUT)
-            mark(ctx.journal, "mm2_resumed")
+    def do(self, ctx: RunContext, needs: Nothing, plan: ConnectorStates) -> Stopped:
+        ctx.platform.mirrormaker.stop(list(plan.connector_states), TIMEOUT)
+        return Stopped(stopped_connectors=list(plan.connector_states))
+
+
+class ResumeMirrorMaker(DeferredAction[ConnectorStates]):
+    """Put the connectors back into the states recorded before the stop (idempotent)."""
+
+    name = "resume_mirrormaker"
+    args = ConnectorStates
+
+    def run(self, ctx: RunContext, args: ConnectorStates) -> None:
+        if args.connector_states:
+            ctx.platform.mirrormaker.restore(args.connector_states, TIMEOUT)

@@ -1,29 +1,41 @@
-"""Snapshot every broker volume and record the snapshots in the manifest."""
+"""Snapshot every broker volume and record the snapshots in the manifest. Once done, the
+backup is kept whatever fails later."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from kasten_bp.steps.base import BaseStep
-from kasten_bp.steps.common import load_manifest, save_manifest
+from kasten_bp.catalog.manifests import load_manifest, save_manifest
 from kasten_bp.workflow.engine import RunContext
+from kasten_bp.workflow.flow import Model, Nothing, Step
 
 TIMEOUT = 600.0
 
 
-class SnapshotVolumes(BaseStep):
+class SnapshotPlan(Model):
+    snapshot_brokers: list[int]
+
+
+class Snapshots(Model):
+    snapshots: int
+    snapshot_bytes: int
+
+
+class SnapshotVolumes(Step[Nothing, SnapshotPlan, Snapshots]):
     name = "snapshot_volumes"
+    needs, plans, gives = Nothing, SnapshotPlan, Snapshots
+    keeps_backup = True
 
-    def plan(self, ctx: RunContext) -> dict[str, Any]:
-        return {"brokers": [b.id for b in ctx.platform.brokers()]}
+    def plan(self, ctx: RunContext, needs: Nothing) -> SnapshotPlan:
+        return SnapshotPlan(snapshot_brokers=[b.id for b in ctx.platform.brokers()])
 
-    def do(self, ctx: RunContext, plan: dict[str, Any]) -> dict[str, Any]:
-        refs = ctx.platform.snapshot_volumes(ctx.backup_id, plan["brokers"], TIMEOUT)
-        manifest = load_manifest(ctx)
+    def do(self, ctx: RunContext, needs: Nothing, plan: SnapshotPlan) -> Snapshots:
+        refs = ctx.platform.snapshot_volumes(ctx.backup_id, plan.snapshot_brokers, TIMEOUT)
+        manifest = load_manifest(ctx.catalog, ctx.backup_id)
         manifest.snapshots = refs
-        save_manifest(ctx, manifest)
-        return {"snapshots": len(refs), "bytes": sum(r.size_bytes for r in refs)}
+        save_manifest(ctx.catalog, manifest)
+        return Snapshots(snapshots=len(refs), snapshot_bytes=sum(r.size_bytes for r in refs))
 
-    def undo(self, ctx: RunContext, plan: dict[str, Any]) -> None:
+    def undo(
+        self, ctx: RunContext, needs: Nothing, plan: SnapshotPlan, failure: BaseException | None
+    ) -> None:
         # Half-made snapshots are deleted: a failed backup must not look restorable.
         ctx.platform.delete_snapshots(ctx.backup_id)

@@ -1,37 +1,47 @@
-"""Flush and stop the mirror's brokers cleanly (clean-shutdown markers written)."""
+"""Flush and stop the mirror's brokers cleanly (clean-shutdown markers written); starting
+them again is deferred, so it happens whatever fails later."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from kasten_bp.steps.base import BaseStep
 from kasten_bp.workflow.engine import RunContext
-from kasten_bp.workflow.journal import mark
+from kasten_bp.workflow.flow import Deferral, DeferredAction, Model, Nothing, Step
 
 
-class StopBrokers(BaseStep):
+class RunningBrokers(Model):
+    running_brokers: list[int]
+
+
+class StoppedBrokers(Model):
+    stopped_brokers: list[int]
+
+
+class StopBrokers(Step[Nothing, RunningBrokers, StoppedBrokers]):
     name = "stop_brokers"
+    needs, plans, gives = Nothing, RunningBrokers, StoppedBrokers
+    defers = ("start_brokers",)
 
-    def plan(self, ctx: RunContext) -> dict[str, Any]:
-        return {"running": [b.id for b in ctx.platform.brokers() if b.running]}
+    def plan(self, ctx: RunContext, needs: Nothing) -> RunningBrokers:
+        return RunningBrokers(running_brokers=[b.id for b in ctx.platform.brokers() if b.running])
 
-    def do(self, ctx: RunContext, plan: dict[str, Any]) -> dict[str, Any]:
-        mark(ctx.journal, "brokers_stopped")
-        ctx.platform.stop_brokers(plan["running"], ctx.config.backup.broker_stop_timeout_seconds)
-        return {"stopped": plan["running"]}
+    def defer(self, needs: Nothing, plan: RunningBrokers) -> list[Deferral]:
+        return [Deferral(action=StartBrokers.name, args={"broker_ids": plan.running_brokers})]
 
-    def undo(self, ctx: RunContext, plan: dict[str, Any]) -> None:
-        ctx.platform.start_brokers(
-            plan.get("running", []), ctx.config.backup.broker_start_timeout_seconds
-        )
-        mark(ctx.journal, "brokers_serving")
+    def do(self, ctx: RunContext, needs: Nothing, plan: RunningBrokers) -> StoppedBrokers:
+        timeout = ctx.config.backup.broker_stop_timeout_seconds
+        ctx.platform.stop_brokers(plan.running_brokers, timeout)
+        return StoppedBrokers(stopped_brokers=plan.running_brokers)
 
 
-class StartBrokers(BaseStep):
+class BrokerIds(Model):
+    broker_ids: list[int]
+
+
+class StartBrokers(DeferredAction[BrokerIds]):
+    """Start the brokers that were running; waits for leaders and full ISRs (idempotent)."""
+
     name = "start_brokers"
+    args = BrokerIds
 
-    def do(self, ctx: RunContext, plan: dict[str, Any]) -> dict[str, Any]:
-        ids = ctx.journal.step("stop_brokers").plan.get("running", [])
-        ctx.platform.start_brokers(ids, ctx.config.backup.broker_start_timeout_seconds)
-        mark(ctx.journal, "brokers_serving")
-        return {"started": ids}
+    def run(self, ctx: RunContext, args: BrokerIds) -> None:
+        timeout = ctx.config.backup.broker_start_timeout_seconds
+        ctx.platform.start_brokers(args.broker_ids, timeout)

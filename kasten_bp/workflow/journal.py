@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from kasten_bp.catalog.base import Catalog, backup_key
-from kasten_bp.workflow.states import RunState, StepStatus, check_transition
+from kasten_bp.workflow.states import FINAL, RunState, StepStatus, check_transition
 
 JOURNAL = "journal.json"
 
@@ -38,6 +37,28 @@ class StepRecord(BaseModel):
         return round(self.ended - self.started, 3)
 
 
+class DeferredRecord(BaseModel):
+    """A deferred action registered by a step: journaled before that step acts."""
+
+    action: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    registered_by: str
+    status: StepStatus = StepStatus.PENDING
+    error: str | None = None
+    started: float | None = None
+    ended: float | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return round(self.ended - self.started, 3)
+
+    @property
+    def outstanding(self) -> bool:
+        return self.status != StepStatus.DONE
+
+
 class Journal(BaseModel):
     backup_id: str
     command: str
@@ -46,10 +67,15 @@ class Journal(BaseModel):
     created_at: str = Field(default_factory=now_iso)
     updated_at: str = Field(default_factory=now_iso)
     owner: dict[str, Any] = Field(default_factory=dict)
+    # What the run was asked for (mode, head window): the first inputs of its steps.
+    inputs: dict[str, Any] = Field(default_factory=dict)
     steps: list[StepRecord] = Field(default_factory=list)
+    deferred: list[DeferredRecord] = Field(default_factory=list)
     error: str | None = None
+    # Failures after the backup was kept (COMPLETED_WITH_WARNINGS).
+    warnings: list[str] = Field(default_factory=list)
     events: list[dict[str, Any]] = Field(default_factory=list)
-    # Times the engine noted (MM2 stopped/resumed, brokers stopped/serving).
+    # Times a listener noted (MM2 stopped/resumed, brokers stopped/serving).
     marks: dict[str, float] = Field(default_factory=dict)
 
     def step(self, name: str) -> StepRecord:
@@ -57,6 +83,9 @@ class Journal(BaseModel):
             if record.name == name:
                 return record
         raise KeyError(name)
+
+    def outstanding_deferred(self) -> list[DeferredRecord]:
+        return [d for d in self.deferred if d.outstanding]
 
     def claim(self) -> None:
         self.owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}
@@ -80,6 +109,13 @@ class JournalStore:
         journal.state = state
         self.save(journal)
 
+    def note(self, journal: Journal, note: str) -> None:
+        """An event that changes no state (a deferred clean-up finished by `resume`)."""
+        journal.events.append(
+            {"at": now_iso(), "from": journal.state, "to": journal.state, "note": note}
+        )
+        self.save(journal)
+
     def load(self, backup_id: str) -> Journal | None:
         data = self.catalog.read_json(backup_key(backup_id, JOURNAL))
         return Journal.model_validate(data) if data else None
@@ -94,9 +130,5 @@ class JournalStore:
         return sorted(out, key=lambda j: j.created_at)
 
     def unfinished(self) -> list[Journal]:
-        done = {RunState.COMPLETED, RunState.FAILED_ROLLED_BACK}
-        return [j for j in self.all() if j.state not in done]
-
-
-def mark(journal: Journal, name: str) -> None:
-    journal.marks[name] = time.time()
+        """Runs not final, or final with a deferred clean-up still to do."""
+        return [j for j in self.all() if j.state not in FINAL or j.outstanding_deferred()]

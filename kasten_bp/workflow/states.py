@@ -14,6 +14,9 @@ class RunState(StrEnum):
     HELD = "HELD"
     ROLLING_BACK = "ROLLING_BACK"
     COMPLETED = "COMPLETED"
+    # The backup is kept (its snapshot was complete), but something after it failed: a
+    # person should look (Velero's PartiallyFailed). Exit code 5.
+    COMPLETED_WITH_WARNINGS = "COMPLETED_WITH_WARNINGS"
     FAILED_ROLLED_BACK = "FAILED_ROLLED_BACK"
     ROLLBACK_FAILED = "ROLLBACK_FAILED"
 
@@ -29,16 +32,29 @@ class StepStatus(StrEnum):
     SKIPPED = "skipped"
 
 
-FINAL = {RunState.COMPLETED, RunState.FAILED_ROLLED_BACK}
+FINAL = {RunState.COMPLETED, RunState.COMPLETED_WITH_WARNINGS, RunState.FAILED_ROLLED_BACK}
+# Final states whose backup may be restored.
+KEPT = {RunState.COMPLETED, RunState.COMPLETED_WITH_WARNINGS}
 
 ALLOWED: dict[RunState, set[RunState]] = {
     RunState.PENDING: {RunState.RUNNING},
-    RunState.RUNNING: {RunState.COMPLETED, RunState.HELD, RunState.ROLLING_BACK},
+    RunState.RUNNING: {
+        RunState.COMPLETED,
+        RunState.COMPLETED_WITH_WARNINGS,
+        RunState.HELD,
+        RunState.ROLLING_BACK,
+    },
     RunState.HELD: {RunState.RUNNING, RunState.ROLLING_BACK},
-    RunState.ROLLING_BACK: {RunState.FAILED_ROLLED_BACK, RunState.ROLLBACK_FAILED},
+    # ROLLING_BACK -> ROLLING_BACK: a rollback interrupted by a crash is resumed.
+    RunState.ROLLING_BACK: {
+        RunState.ROLLING_BACK,
+        RunState.FAILED_ROLLED_BACK,
+        RunState.ROLLBACK_FAILED,
+    },
     # A person fixed the cause; `resume` tries the rollback again.
     RunState.ROLLBACK_FAILED: {RunState.ROLLING_BACK},
     RunState.COMPLETED: set(),
+    RunState.COMPLETED_WITH_WARNINGS: set(),
     RunState.FAILED_ROLLED_BACK: set(),
 }
 

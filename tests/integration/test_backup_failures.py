@@ -1,6 +1,8 @@
-"""Every failure path the engine promises, on the real lab: a step failing after it acted,
-and kasten-bp killed between steps. Each ends with the mirror's brokers running, MM2's
-connectors resumed and every acknowledged primary record on the mirror."""
+"""Every failure path the engine promises, on the real lab: a step or a deferred action
+failing after it acted, and kasten-bp killed between steps. Before the snapshot is complete
+the run rolls back and the snapshot is gone; after it, the backup is kept with warnings.
+Each ends with the mirror's brokers running, MM2's connectors resumed and every
+acknowledged primary record on the mirror."""
 
 from __future__ import annotations
 
@@ -15,44 +17,85 @@ import pytest
 
 from kasten_bp.backup import Backups
 from kasten_bp.errors import RunFailed
-from kasten_bp.steps import backup_steps
-from kasten_bp.steps.base import BaseStep
+from kasten_bp.steps import backup_flow
 from kasten_bp.workflow.engine import RunContext
+from kasten_bp.workflow.flow import DeferredAction, Flow, Step
 from kasten_bp.workflow.states import RunState, StepStatus
 
 from .helpers import BackgroundProducer, LabHandle, assert_all_mirrored, assert_mirror_running
 from .test_backup import cli_json, seed
 
 pytestmark = pytest.mark.integration
-CONSISTENT_STEPS = [s.name for s in backup_steps("consistent")]
+FLOW = backup_flow("consistent")
+BEFORE_SNAPSHOT = [s.name for s in FLOW.steps]  # snapshot_volumes is the last of them
+AFTER_SNAPSHOT = [a.name for a in FLOW.deferred] + [c.name for c in FLOW.checks]
 
 
-class FailsAfterActing(BaseStep):
-    """Wraps a real step: it does its work, then fails — the hardest case to undo."""
+def injected(name: str) -> RuntimeError:
+    return RuntimeError(f"injected failure after {name}")
 
-    def __init__(self, inner: BaseStep) -> None:
+
+class FailsAfterActing(Step[Any, Any, Any]):
+    """Wraps a real step: it does its work, then fails — the hardest case to clean up."""
+
+    def __init__(self, inner: Step[Any, Any, Any]) -> None:
         self.inner = inner
-        self.name = inner.name
+        self.name = inner.name  # type: ignore[misc]
+        self.needs, self.plans, self.gives = inner.needs, inner.plans, inner.gives
+        self.defers = inner.defers  # type: ignore[misc]
+        self.keeps_backup = inner.keeps_backup  # type: ignore[misc]
 
-    def plan(self, ctx: RunContext) -> dict[str, Any]:
-        return self.inner.plan(ctx)
+    def plan(self, ctx: RunContext, needs: Any) -> Any:
+        return self.inner.plan(ctx, needs)
 
-    def do(self, ctx: RunContext, plan: dict[str, Any]) -> dict[str, Any]:
-        self.inner.do(ctx, plan)
-        raise RuntimeError(f"injected failure after {self.name}")
+    def defer(self, needs: Any, plan: Any) -> Any:
+        return self.inner.defer(needs, plan)
 
-    def undo(self, ctx: RunContext, plan: dict[str, Any]) -> None:
-        self.inner.undo(ctx, plan)
+    def do(self, ctx: RunContext, needs: Any, plan: Any) -> Any:
+        self.inner.do(ctx, needs, plan)
+        raise injected(self.name)
+
+    def undo(self, ctx: RunContext, needs: Any, plan: Any, failure: BaseException | None) -> None:
+        self.inner.undo(ctx, needs, plan, failure)
 
 
-@pytest.mark.parametrize("failing", CONSISTENT_STEPS)
-def test_a_failing_step_rolls_back(
+class DeferredFailsAfterActing(DeferredAction[Any]):
+    def __init__(self, inner: DeferredAction[Any]) -> None:
+        self.inner = inner
+        self.name = inner.name  # type: ignore[misc]
+        self.args = inner.args
+
+    def run(self, ctx: RunContext, args: Any) -> None:
+        self.inner.run(ctx, args)
+        raise injected(self.name)
+
+
+def flow_failing_at(failing: str) -> Flow:
+    def wrap(step: Step[Any, Any, Any]) -> Step[Any, Any, Any]:
+        return FailsAfterActing(step) if step.name == failing else step
+
+    def wrap_action(action: DeferredAction[Any]) -> DeferredAction[Any]:
+        return DeferredFailsAfterActing(action) if action.name == failing else action
+
+    flow = backup_flow("consistent")
+    return Flow(
+        flow.inputs,
+        steps=[wrap(s) for s in flow.steps],
+        checks=[wrap(c) for c in flow.checks],
+        deferred=[wrap_action(a) for a in flow.deferred],
+    )
+
+
+def test_the_failure_lists_cover_the_whole_flow() -> None:
+    assert BEFORE_SNAPSHOT[-1] == "snapshot_volumes"
+    assert set(AFTER_SNAPSHOT) == {"start_brokers", "resume_mirrormaker", "confirm_replication"}
+
+
+@pytest.mark.parametrize("failing", BEFORE_SNAPSHOT)
+def test_a_failure_before_the_snapshot_is_complete_rolls_back(
     lab: LabHandle, topic: str, failing: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def steps(mode: str) -> list[BaseStep]:
-        return [FailsAfterActing(s) if s.name == failing else s for s in backup_steps(mode)]
-
-    monkeypatch.setattr("kasten_bp.backup.backup_steps", steps)
+    monkeypatch.setattr("kasten_bp.backup.backup_flow", lambda mode: flow_failing_at(failing))
     seed(lab, topic)
     backups = Backups(lab.config)
     failure = pytest.raises(RunFailed, match=f"injected failure after {failing}")
@@ -60,10 +103,41 @@ def test_a_failing_step_rolls_back(
         backups.backup("consistent")
     journal = backups.store.all()[-1]
     assert journal.state == RunState.FAILED_ROLLED_BACK
-    index = CONSISTENT_STEPS.index(failing)
-    assert [s.status for s in journal.steps[: index + 1]] == [StepStatus.UNDONE] * (index + 1)
+    index = BEFORE_SNAPSHOT.index(failing)
+    ran = {s.name: s.status for s in journal.steps[: index + 1]}
+    assert set(ran.values()) == {StepStatus.UNDONE}, ran
     assert all(s.status == StepStatus.PENDING for s in journal.steps[index + 1 :])
+    # Whatever took the mirror down was put back by its deferred action.
+    assert all(d.status == StepStatus.DONE for d in journal.deferred)
     assert not backups.platform.snapshot_dir(journal.backup_id).exists()  # type: ignore[attr-defined]
+    assert_mirror_running(lab)
+    assert_all_mirrored(lab, topic, writer.acked)
+
+
+@pytest.mark.parametrize("failing", AFTER_SNAPSHOT)
+def test_a_failure_after_the_snapshot_keeps_the_backup(
+    lab: LabHandle, topic: str, failing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kasten_bp.backup.backup_flow", lambda mode: flow_failing_at(failing))
+    seed(lab, topic)
+    backups = Backups(lab.config)
+    with BackgroundProducer(lab.primary, topic, rate=100) as writer:
+        summary = backups.backup("consistent")
+    assert summary["status"] == RunState.COMPLETED_WITH_WARNINGS
+    assert len(summary["warnings"]) == 1
+    assert f"injected failure after {failing}" in summary["warnings"][0]
+    journal = backups.store.load(summary["backup_id"])
+    assert journal is not None
+    assert journal.step("snapshot_volumes").status == StepStatus.DONE
+    assert backups.platform.snapshot_dir(journal.backup_id).exists()  # type: ignore[attr-defined]
+    assert len(summary["manifest"]["snapshots"]) == len(backups.platform.brokers())
+    if failing in (a.name for a in FLOW.deferred):
+        # The action acted, then failed: a person is told; `resume` finishes it.
+        assert summary["left_for_a_person"][0].startswith(f"deferred {failing} failed")
+        resumed = cli_json(lab, "resume", expect=5)
+        assert resumed["backup_id"] == journal.backup_id
+        assert resumed["status"] == RunState.COMPLETED_WITH_WARNINGS
+        assert not any(d["status"] == "failed" for d in resumed["steps"] if d["deferred"])
     assert_mirror_running(lab)
     assert_all_mirrored(lab, topic, writer.acked)
 
@@ -86,15 +160,16 @@ def started_iso(started: float) -> str:
 
 
 @pytest.mark.parametrize(
-    ("kill_when", "statuses", "recover_with"),
+    ("kill_when", "status", "recover_with", "final"),
     [
-        ("wait_caught_up", {"running", "done"}, "status"),
-        ("stop_brokers", {"done"}, "resume"),
-        ("snapshot_volumes", {"running", "done"}, "backup"),
+        ("wait_caught_up", "running", "status", RunState.FAILED_ROLLED_BACK),
+        ("stop_brokers", "done", "resume", RunState.FAILED_ROLLED_BACK),
+        ("snapshot_volumes", "running", "backup", RunState.FAILED_ROLLED_BACK),
+        ("snapshot_volumes", "done", "status", RunState.COMPLETED_WITH_WARNINGS),
     ],
 )
-def test_a_killed_run_is_found_and_rolled_back(
-    lab: LabHandle, topic: str, kill_when: str, statuses: set[str], recover_with: str
+def test_a_killed_run_is_found_and_finished(
+    lab: LabHandle, topic: str, kill_when: str, status: str, recover_with: str, final: str
 ) -> None:
     seed(lab, topic)
     backups = Backups(lab.config)
@@ -105,17 +180,24 @@ def test_a_killed_run_is_found_and_rolled_back(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        backup_id = _wait_journal(backups, started, kill_when, statuses)
+        backup_id = _wait_journal(backups, started, kill_when, {status})
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
         assert backups.store.load(backup_id).state == RunState.RUNNING  # type: ignore[union-attr]
         result = cli_json(lab, recover_with)
     recovered = result["recovered"]
     assert [r["backup_id"] for r in recovered] == [backup_id]
-    assert recovered[0]["state"] == RunState.FAILED_ROLLED_BACK
+    assert recovered[0]["state"] == final
     journal = backups.store.load(backup_id)
-    assert journal is not None and journal.state == RunState.FAILED_ROLLED_BACK
-    assert "crashed run found" in journal.events[-2]["note"]
+    assert journal is not None and journal.state == final
+    assert all(d.status == StepStatus.DONE for d in journal.deferred)
+    snapshot_kept = backups.platform.snapshot_dir(backup_id).exists()  # type: ignore[attr-defined]
+    if final == RunState.FAILED_ROLLED_BACK:
+        assert "crashed run found" in journal.events[-2]["note"]
+        assert not snapshot_kept
+    else:
+        assert "crashed run found" in journal.warnings[0]
+        assert snapshot_kept
     if recover_with == "backup":
         assert result["status"] == "COMPLETED"
     assert_mirror_running(lab)

@@ -1,84 +1,147 @@
-"""The workflow engine with in-memory steps and a real local catalog."""
+"""The workflow engine with in-memory steps and a real local catalog: typed wiring checked
+when a flow is built, deferred actions that always run, rollback before the backup is kept
+and warnings after it."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import ClassVar, cast
 
 import pytest
+from pydantic import BaseModel
 
 from kasten_bp.catalog.base import backup_key
 from kasten_bp.catalog.local import LocalCatalog
 from kasten_bp.config import Config
 from kasten_bp.errors import RollbackFailed, RunFailed, UsageError
 from kasten_bp.platforms.base import Platform
-from kasten_bp.workflow.engine import Engine, RunContext, Step
-from kasten_bp.workflow.journal import JOURNAL, Journal, JournalStore, StepRecord
+from kasten_bp.steps import backup_flow
+from kasten_bp.workflow.engine import Engine, RunContext
+from kasten_bp.workflow.flow import (
+    Deferral,
+    DeferredAction,
+    Flow,
+    FlowError,
+    Model,
+    Nothing,
+    Step,
+)
+from kasten_bp.workflow.journal import JOURNAL, DeferredRecord, Journal, JournalStore, StepRecord
+from kasten_bp.workflow.listeners import TimingListener
 from kasten_bp.workflow.states import RunState, StepStatus
 
 BACKUP_ID = "bk-test"
 
 
-class Calls:
-    """Every plan/do/undo call of every step, in order."""
+class Inputs(Model):
+    mode: str = "consistent"
+
+
+class Token(Model):
+    token: str
+
+
+class Counted(Model):
+    count: int
+
+
+class Args(Model):
+    what: str
+
+
+Log = list[tuple[str, str]]
+
+
+class Recorder:
+    """Every call of every step and deferred action, in order, with what it was given."""
 
     def __init__(self) -> None:
-        self.log: list[tuple[str, str, dict[str, Any] | None]] = []
+        self.log: Log = []
+        self.failures: dict[str, BaseException | None] = {}
 
     def names(self, kind: str) -> list[str]:
-        return [name for k, name, _ in self.log if k == kind]
-
-    def plans(self, kind: str) -> dict[str, dict[str, Any] | None]:
-        return {name: plan for k, name, plan in self.log if k == kind}
+        return [name for k, name in self.log if k == kind]
 
 
-class FakeStep:
+class Down(Step[Nothing, Token, Counted]):
+    """Takes something down; putting it back is deferred."""
+
+    needs, plans, gives = Nothing, Token, Counted
+    defers = ("put_back",)
+
+    def __init__(self, name: str, rec: Recorder, fail: BaseException | None = None) -> None:
+        self.name = name  # type: ignore[misc]
+        self.rec = rec
+        self.fail = fail
+
+    def plan(self, ctx: RunContext, needs: Nothing) -> Token:
+        return Token(token=f"{self.name}-token")
+
+    def defer(self, needs: Nothing, plan: Token) -> list[Deferral]:
+        return [Deferral(action="put_back", args={"what": plan.token})]
+
+    def do(self, ctx: RunContext, needs: Nothing, plan: Token) -> Counted:
+        self.rec.log.append(("do", self.name))
+        if self.fail is not None:
+            raise self.fail
+        return Counted(count=3)
+
+
+class Generic(Step[BaseModel, Nothing, Nothing]):
+    """A step with chosen needs; records what it received; may fail or keep the backup."""
+
+    plans, gives = Nothing, Nothing
+
     def __init__(
         self,
         name: str,
-        calls: Calls,
+        rec: Recorder,
+        needs: type[BaseModel] = Nothing,
         fail: BaseException | None = None,
         undo_fail: Exception | None = None,
-        on_do: Any = None,
+        keeps: bool = False,
     ) -> None:
-        self.name = name
-        self.calls = calls
+        self.name = name  # type: ignore[misc]
+        self.needs = needs
+        self.rec = rec
         self.fail = fail
         self.undo_fail = undo_fail
-        self.on_do = on_do
+        self.keeps_backup = keeps  # type: ignore[misc]
 
-    def plan(self, ctx: RunContext) -> dict[str, Any]:
-        self.calls.log.append(("plan", self.name, None))
-        # Something only the plan knows, so undo can prove it got the journaled one.
-        return {"step": self.name, "token": f"{self.name}-{len(self.calls.log)}"}
-
-    def do(self, ctx: RunContext, plan: dict[str, Any]) -> dict[str, Any]:
-        self.calls.log.append(("do", self.name, plan))
-        if self.on_do is not None:
-            self.on_do(ctx, plan)
+    def do(self, ctx: RunContext, needs: BaseModel, plan: Nothing) -> Nothing:
+        self.rec.log.append(("do", self.name))
+        self.rec.log.append(("needs", json.dumps(needs.model_dump(), sort_keys=True)))
         if self.fail is not None:
             raise self.fail
-        return {"did": self.name}
+        return Nothing()
 
-    def undo(self, ctx: RunContext, plan: dict[str, Any]) -> None:
-        self.calls.log.append(("undo", self.name, plan))
+    def undo(
+        self, ctx: RunContext, needs: BaseModel, plan: Nothing, failure: BaseException | None
+    ) -> None:
+        self.rec.log.append(("undo", self.name))
+        self.rec.failures[self.name] = failure
         if self.undo_fail is not None:
             raise self.undo_fail
 
 
-class RecordingListener:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
+class PutBack(DeferredAction[Args]):
+    name: ClassVar[str] = "put_back"
+    args = Args
 
-    def step_started(self, name: str) -> None:
-        self.events.append(("started", name))
+    def __init__(self, rec: Recorder, fail: Exception | None = None) -> None:
+        self.rec = rec
+        self.fail = fail
 
-    def step_finished(self, record: StepRecord) -> None:
-        self.events.append(("finished", f"{record.name}:{record.status}"))
+    def run(self, ctx: RunContext, args: Args) -> None:
+        self.rec.log.append(("deferred", args.what))
+        if self.fail is not None:
+            raise self.fail
 
-    def run_state(self, journal: Journal) -> None:
-        self.events.append(("state", str(journal.state)))
+
+class NeedsCount(Model):
+    count: int
+    token: str
 
 
 @pytest.fixture
@@ -91,349 +154,354 @@ def store(catalog: LocalCatalog) -> JournalStore:
     return JournalStore(catalog)
 
 
-def make_ctx(
-    catalog: LocalCatalog, store: JournalStore, journal: Journal | None = None
-) -> RunContext:
-    if journal is None:
-        journal = Journal(backup_id=BACKUP_ID, command="backup", mode="consistent")
-        store.save(journal)
-    return RunContext(
-        config=cast(Config, None),
-        platform=cast(Platform, None),
-        catalog=catalog,
-        journal=journal,
-        store=store,
+@pytest.fixture
+def rec() -> Recorder:
+    return Recorder()
+
+
+def new_journal(store: JournalStore) -> Journal:
+    journal = Journal(
+        backup_id=BACKUP_ID, command="backup", mode="consistent", inputs={"mode": "consistent"}
+    )
+    store.save(journal)
+    return journal
+
+
+def engine_for(
+    catalog: LocalCatalog, store: JournalStore, flow: Flow, journal: Journal | None = None
+) -> Engine:
+    journal = journal or new_journal(store)
+    ctx = RunContext(cast(Config, None), cast(Platform, None), catalog, journal, store)
+    return Engine(ctx, flow, [TimingListener({("started", "a"): "a_started"})])
+
+
+def standard_flow(
+    rec: Recorder,
+    fail_at: str = "",
+    undo_fail: Exception | None = None,
+    put_back_fail: Exception | None = None,
+    check_fail: BaseException | None = None,
+) -> Flow:
+    """a (takes down) -> b (needs a's outputs) -> snap (keeps the backup) -> check."""
+    fail = RuntimeError(f"boom in {fail_at}")
+    return Flow(
+        Inputs,
+        steps=[
+            Down("a", rec, fail if fail_at == "a" else None),
+            Generic("b", rec, NeedsCount, fail if fail_at == "b" else None, undo_fail),
+            Generic("snap", rec, fail=fail if fail_at == "snap" else None, keeps=True),
+            Generic("after", rec, fail=fail if fail_at == "after" else None),
+        ],
+        checks=[Generic("check", rec, fail=check_fail)],
+        deferred=[PutBack(rec, put_back_fail)],
     )
 
 
-def journal_file(catalog: LocalCatalog) -> dict[str, Any]:
-    path = catalog.path_of(backup_key(BACKUP_ID, JOURNAL))
-    data = json.loads(path.read_text())
-    assert isinstance(data, dict)
-    return data
+def journal_on_disk(catalog: LocalCatalog) -> Journal:
+    data = json.loads(catalog.path_of(backup_key(BACKUP_ID, JOURNAL)).read_text())
+    return Journal.model_validate(data)
 
 
-def steps_of(calls: Calls, names: str, **special: dict[str, Any]) -> list[Step]:
-    return [FakeStep(n, calls, **special.get(n, {})) for n in names]
+def statuses(journal: Journal) -> dict[str, StepStatus]:
+    return {s.name: s.status for s in journal.steps}
 
 
-def test_success_path(catalog: LocalCatalog, store: JournalStore) -> None:
-    calls = Calls()
-    listener = RecordingListener()
-    ctx = make_ctx(catalog, store)
-    journal = Engine(ctx, steps_of(calls, "abc"), [listener]).run()
+# --- building a flow ------------------------------------------------------------------
 
+
+def test_a_missing_input_is_an_error_when_the_flow_is_built(rec: Recorder) -> None:
+    with pytest.raises(FlowError, match="step b needs count, token, which no earlier step"):
+        Flow(Inputs, steps=[Generic("b", rec, NeedsCount), Down("a", rec)], deferred=[PutBack(rec)])
+
+
+def test_a_name_given_twice_is_an_error(rec: Recorder) -> None:
+    with pytest.raises(FlowError, match="step a2 gives token, already given by step a"):
+        Flow(Inputs, steps=[Down("a", rec), Down("a2", rec)], deferred=[PutBack(rec)])
+
+
+def test_an_unknown_deferred_action_is_an_error(rec: Recorder) -> None:
+    with pytest.raises(FlowError, match="step a defers unknown action put_back"):
+        Flow(Inputs, steps=[Down("a", rec)])
+
+
+@pytest.mark.parametrize("mode", ["consistent", "hot"])
+def test_the_products_flows_are_wired(mode: str) -> None:
+    flow = backup_flow(mode)
+    assert [s.name for s in flow.steps][-1] == "snapshot_volumes"
+    assert flow.step("snapshot_volumes").keeps_backup
+
+
+# --- success ------------------------------------------------------------------------------
+
+
+def test_success_runs_steps_then_deferred_then_checks(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
+) -> None:
+    journal = engine_for(catalog, store, standard_flow(rec)).run()
     assert journal.state == RunState.COMPLETED
-    assert calls.names("do") == ["a", "b", "c"]
-    assert calls.names("undo") == []
-    saved = store.load(BACKUP_ID)
-    assert saved is not None
-    assert saved.state == RunState.COMPLETED
-    assert [s.name for s in saved.steps] == ["a", "b", "c"]
-    for record in saved.steps:
-        assert record.status == StepStatus.DONE
-        assert record.result == {"did": record.name}
-        assert record.plan["step"] == record.name
-        assert record.started is not None and record.ended is not None
-        assert record.ended >= record.started
-        assert record.seconds is not None and record.seconds >= 0
-    assert [(e["from"], e["to"]) for e in saved.events] == [
-        ("PENDING", "RUNNING"),
-        ("RUNNING", "COMPLETED"),
+    assert [e for e in rec.log if e[0] != "needs"] == [
+        ("do", "a"),
+        ("do", "b"),
+        ("do", "snap"),
+        ("do", "after"),
+        ("deferred", "a-token"),
+        ("do", "check"),
     ]
-    assert saved.owner.get("pid") is not None
-    assert listener.events == [
-        ("state", "RUNNING"),
-        ("started", "a"),
-        ("finished", "a:done"),
-        ("started", "b"),
-        ("finished", "b:done"),
-        ("started", "c"),
-        ("finished", "c:done"),
-        ("state", "COMPLETED"),
+    # b received a's plan and result by name, typed.
+    assert ("needs", json.dumps({"count": 3, "token": "a-token"}, sort_keys=True)) in rec.log
+    on_disk = journal_on_disk(catalog)
+    assert on_disk.state == RunState.COMPLETED
+    assert set(statuses(on_disk).values()) == {StepStatus.DONE}
+    assert [d.status for d in on_disk.deferred] == [StepStatus.DONE]
+    assert "a_started" in on_disk.marks and on_disk.warnings == []
+
+
+def test_plan_and_deferred_are_journaled_before_do(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
+) -> None:
+    seen: list[Journal] = []
+
+    class Peeks(Down):
+        def do(self, ctx: RunContext, needs: Nothing, plan: Token) -> Counted:
+            seen.append(journal_on_disk(catalog))
+            return super().do(ctx, needs, plan)
+
+    flow = Flow(Inputs, steps=[Peeks("a", rec)], deferred=[PutBack(rec)])
+    engine_for(catalog, store, flow).run()
+    record = seen[0].step("a")
+    assert record.status == StepStatus.RUNNING and record.plan == {"token": "a-token"}
+    assert [(d.action, d.args, d.status) for d in seen[0].deferred] == [
+        ("put_back", {"what": "a-token"}, StepStatus.PENDING)
     ]
 
 
-@pytest.mark.parametrize("failing", [0, 1, 2, 3])
-def test_failure_undoes_in_reverse_with_journaled_plans(
-    catalog: LocalCatalog, store: JournalStore, failing: int
+# --- before the backup is kept: rollback ---------------------------------------------------
+
+
+def test_failure_before_the_snapshot_undoes_and_runs_deferred(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
 ) -> None:
-    names = "abcd"
-    calls = Calls()
-    bad = names[failing]
-    steps = steps_of(calls, names, **{bad: {"fail": RuntimeError("disk on fire")}})
-    engine = Engine(make_ctx(catalog, store), steps)
-
-    with pytest.raises(RunFailed) as info:
-        engine.run()
-
-    assert info.value.exit_code == 3
-    assert "disk on fire" in str(info.value)
-    assert BACKUP_ID in str(info.value)
-    ran = list(names[: failing + 1])
-    assert calls.names("do") == ran
-    # The failed step is undone too; newest first.
-    assert calls.names("undo") == list(reversed(ran))
-    saved = store.load(BACKUP_ID)
-    assert saved is not None
-    assert saved.state == RunState.FAILED_ROLLED_BACK
-    assert saved.error == "RuntimeError: disk on fire"
-    by_name = {s.name: s for s in saved.steps}
-    # Each undo received exactly the plan that was journaled for its step.
-    for name, plan in calls.plans("undo").items():
-        assert plan == by_name[name].plan
-        assert plan is not None and plan["step"] == name
-    for name in ran:
-        assert by_name[name].status == StepStatus.UNDONE
-    for name in names[failing + 1 :]:
-        assert by_name[name].status == StepStatus.PENDING
-        assert by_name[name].plan == {}
-    assert [e["to"] for e in saved.events] == ["RUNNING", "ROLLING_BACK", "FAILED_ROLLED_BACK"]
-
-
-def test_failed_step_records_its_error(catalog: LocalCatalog, store: JournalStore) -> None:
-    calls = Calls()
-    listener = RecordingListener()
-    steps = steps_of(calls, "ab", b={"fail": ValueError("bad value")})
-    with pytest.raises(RunFailed):
-        Engine(make_ctx(catalog, store), steps, [listener]).run()
-    # The listener saw the step fail before the rollback started.
-    assert ("finished", "b:failed") in listener.events
-    assert listener.events.index(("finished", "b:failed")) < listener.events.index(
-        ("state", "ROLLING_BACK")
-    )
-    saved = store.load(BACKUP_ID)
-    assert saved is not None
-    assert saved.step("b").error == "ValueError: bad value"
-    assert saved.step("b").ended is not None
-
-
-def test_usage_error_in_first_step_stays_a_usage_error(
-    catalog: LocalCatalog, store: JournalStore
-) -> None:
-    calls = Calls()
-    steps = steps_of(calls, "abc", a={"fail": UsageError("no lab in /nowhere")})
-    with pytest.raises(UsageError) as info:
-        Engine(make_ctx(catalog, store), steps).run()
-    assert info.value.exit_code == 2
-    assert str(info.value) == "no lab in /nowhere"
-    assert calls.names("do") == ["a"]
-    assert calls.names("undo") == ["a"]
-    saved = store.load(BACKUP_ID)
-    assert saved is not None
-    assert saved.state == RunState.FAILED_ROLLED_BACK
-    # A UsageError is shown as is, without the exception type.
-    assert saved.error == "no lab in /nowhere"
-
-
-def test_undo_failure_leaves_rollback_failed(catalog: LocalCatalog, store: JournalStore) -> None:
-    calls = Calls()
-    steps = steps_of(
-        calls,
-        "abcd",
-        b={"undo_fail": RuntimeError("broker 2 will not start")},
-        d={"fail": RuntimeError("snapshot refused")},
-    )
-    with pytest.raises(RollbackFailed) as info:
-        Engine(make_ctx(catalog, store), steps).run()
-
-    assert info.value.exit_code == 4
-    message = str(info.value)
-    assert "snapshot refused" in message
-    assert "b: RuntimeError: broker 2 will not start" in message
-    assert "kasten-bp resume" in message
-    # The other undos still ran, b's failure did not stop a's.
-    assert calls.names("undo") == ["d", "c", "b", "a"]
-    saved = store.load(BACKUP_ID)
-    assert saved is not None
-    assert saved.state == RunState.ROLLBACK_FAILED
-    statuses = {s.name: s.status for s in saved.steps}
-    assert statuses == {
+    with pytest.raises(RunFailed, match="boom in b"):
+        engine_for(catalog, store, standard_flow(rec, fail_at="b")).run()
+    journal = journal_on_disk(catalog)
+    assert journal.state == RunState.FAILED_ROLLED_BACK
+    assert statuses(journal) == {
         "a": StepStatus.UNDONE,
-        "b": StepStatus.UNDO_FAILED,
-        "c": StepStatus.UNDONE,
-        "d": StepStatus.UNDONE,
+        "b": StepStatus.UNDONE,
+        "snap": StepStatus.PENDING,
+        "after": StepStatus.PENDING,
+        "check": StepStatus.PENDING,
     }
-    assert saved.step("b").undo_error == "RuntimeError: broker 2 will not start"
+    assert rec.names("undo") == ["b"]
+    assert rec.names("deferred") == ["a-token"]
+    assert isinstance(rec.failures["b"], RuntimeError)  # undo receives the failure
+    assert journal.step("b").error == "RuntimeError: boom in b"
 
 
-def test_retried_rollback_only_undoes_what_is_left(
-    catalog: LocalCatalog, store: JournalStore
+def test_a_failing_snapshot_is_undone(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
 ) -> None:
-    calls = Calls()
-    flaky = FakeStep("b", calls, undo_fail=RuntimeError("still down"))
-    steps: list[Step] = [FakeStep("a", calls), flaky, FakeStep("c", calls, fail=OSError("x"))]
-    with pytest.raises(RollbackFailed):
-        Engine(make_ctx(catalog, store), steps).run()
-    # A person fixed the cause; `resume` retries the rollback with a fresh engine.
-    flaky.undo_fail = None
-    calls.log.clear()
-    journal = store.load(BACKUP_ID)
-    assert journal is not None
     with pytest.raises(RunFailed):
-        Engine(make_ctx(catalog, store, journal), steps).rollback(None, note="retry")
-    assert calls.names("undo") == ["b"]
-    saved = store.load(BACKUP_ID)
-    assert saved is not None
-    assert saved.state == RunState.FAILED_ROLLED_BACK
-    assert saved.step("b").status == StepStatus.UNDONE
-    assert saved.step("b").undo_error is None
+        engine_for(catalog, store, standard_flow(rec, fail_at="snap")).run()
+    assert rec.names("undo") == ["snap", "b"]
+    assert journal_on_disk(catalog).state == RunState.FAILED_ROLLED_BACK
 
 
-def test_stop_after_holds_and_a_second_engine_continues(
-    catalog: LocalCatalog, store: JournalStore
+def test_usage_error_stays_a_usage_error(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
 ) -> None:
-    calls = Calls()
-    first = Engine(make_ctx(catalog, store), steps_of(calls, "abcd"))
-    journal = first.run(stop_after="b")
-    assert journal.state == RunState.HELD
-    assert calls.names("do") == ["a", "b"]
+    flow = Flow(Inputs, steps=[Generic("pre", rec, fail=UsageError("preflight failed: x"))])
+    with pytest.raises(UsageError, match="preflight failed"):
+        engine_for(catalog, store, flow).run()
+    assert journal_on_disk(catalog).state == RunState.FAILED_ROLLED_BACK
 
-    held = store.load(BACKUP_ID)
-    assert held is not None
-    assert held.state == RunState.HELD
-    assert [s.status for s in held.steps] == [
-        StepStatus.DONE,
-        StepStatus.DONE,
-        StepStatus.PENDING,
-        StepStatus.PENDING,
+
+def test_undo_failure_leaves_rollback_failed_and_a_retry_finishes(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
+) -> None:
+    flow = standard_flow(rec, fail_at="snap", undo_fail=OSError("disk gone"))
+    with pytest.raises(RollbackFailed, match="b: OSError: disk gone"):
+        engine_for(catalog, store, flow).run()
+    journal = journal_on_disk(catalog)
+    assert journal.state == RunState.ROLLBACK_FAILED
+    assert journal.step("b").status == StepStatus.UNDO_FAILED
+    assert [d.status for d in journal.deferred] == [StepStatus.DONE]  # ran regardless
+    # The cause is fixed; a retry undoes only what is left.
+    rec.log.clear()
+    retry = engine_for(catalog, store, standard_flow(rec), journal)
+    with pytest.raises(RunFailed):
+        retry.rollback(None, note="retried")
+    assert rec.names("undo") == ["b"] and rec.names("deferred") == []
+    assert journal_on_disk(catalog).state == RunState.FAILED_ROLLED_BACK
+
+
+def test_deferred_failure_during_rollback_is_a_rollback_failure(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
+) -> None:
+    flow = standard_flow(rec, fail_at="b", put_back_fail=TimeoutError("brokers slow"))
+    with pytest.raises(RollbackFailed, match="put_back: TimeoutError: brokers slow"):
+        engine_for(catalog, store, flow).run()
+    journal = journal_on_disk(catalog)
+    assert journal.state == RunState.ROLLBACK_FAILED
+    assert journal.deferred[0].status == StepStatus.FAILED
+
+
+def test_keyboard_interrupt_before_the_snapshot_rolls_back_and_reraises(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
+) -> None:
+    flow = standard_flow(rec)
+    flow.steps[1].fail = KeyboardInterrupt()  # type: ignore[attr-defined]
+    with pytest.raises(KeyboardInterrupt):
+        engine_for(catalog, store, flow).run()
+    assert journal_on_disk(catalog).state == RunState.FAILED_ROLLED_BACK
+    assert rec.names("deferred") == ["a-token"]
+
+
+# --- after the backup is kept: warnings ----------------------------------------------------
+
+
+def test_failure_after_the_snapshot_keeps_the_backup(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
+) -> None:
+    journal = engine_for(catalog, store, standard_flow(rec, fail_at="after")).run()
+    assert journal.state == RunState.COMPLETED_WITH_WARNINGS
+    assert journal.warnings == [
+        "after failed after the backup was kept: RuntimeError: boom in after"
     ]
-
-    calls2 = Calls()
-    second = Engine(make_ctx(catalog, store, held), steps_of(calls2, "abcd"))
-    done = second.run()
-    assert done.state == RunState.COMPLETED
-    assert calls2.names("do") == ["c", "d"]
-    assert calls2.names("plan") == ["c", "d"]
-    saved = store.load(BACKUP_ID)
-    assert saved is not None
-    assert [e["to"] for e in saved.events] == ["RUNNING", "HELD", "RUNNING", "COMPLETED"]
-    assert all(s.status == StepStatus.DONE for s in saved.steps)
+    assert rec.names("undo") == []
+    assert statuses(journal)["snap"] == StepStatus.DONE
+    assert rec.names("deferred") == ["a-token"]
 
 
-def test_failure_after_hold_undoes_steps_of_both_invocations(
-    catalog: LocalCatalog, store: JournalStore
+def test_a_failing_deferred_action_is_a_warning_and_a_retry_finishes_it(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
 ) -> None:
-    calls = Calls()
-    Engine(make_ctx(catalog, store), steps_of(calls, "abc")).run(stop_after="a")
-    held = store.load(BACKUP_ID)
-    assert held is not None
-    calls2 = Calls()
-    with pytest.raises(RunFailed):
-        Engine(
-            make_ctx(catalog, store, held), steps_of(calls2, "abc", c={"fail": OSError("no")})
-        ).run()
-    assert calls2.names("undo") == ["c", "b", "a"]
-    # a's plan came from the first invocation's journal.
-    a_plan = calls2.plans("undo")["a"]
-    assert a_plan is not None and a_plan == held.step("a").plan
+    flow = standard_flow(rec, put_back_fail=TimeoutError("MM2 slow"))
+    journal = engine_for(catalog, store, flow).run()
+    assert journal.state == RunState.COMPLETED_WITH_WARNINGS
+    assert "put_back: TimeoutError: MM2 slow" in journal.warnings[0]
+    assert journal.outstanding_deferred() and store.unfinished() != []
+    retry = engine_for(catalog, store, standard_flow(rec), journal_on_disk(catalog))
+    assert retry.run_deferred() == []
+    assert not journal_on_disk(catalog).outstanding_deferred()
+    assert store.unfinished() == []
 
 
-def test_skipped_steps_are_not_run(catalog: LocalCatalog, store: JournalStore) -> None:
-    calls = Calls()
-    Engine(make_ctx(catalog, store), steps_of(calls, "abcd")).run(stop_after="b")
-    held = store.load(BACKUP_ID)
-    assert held is not None
-    # The snapshot was taken outside (K10 between hooks): the step is marked skipped.
-    held.step("c").status = StepStatus.SKIPPED
-    store.save(held)
-
-    calls2 = Calls()
-    done = Engine(make_ctx(catalog, store, held), steps_of(calls2, "abcd")).run()
-    assert done.state == RunState.COMPLETED
-    assert calls2.names("do") == ["d"]
-    assert "c" not in calls2.names("plan")
-    assert done.step("c").status == StepStatus.SKIPPED
-
-
-def test_skipped_steps_are_not_undone(catalog: LocalCatalog, store: JournalStore) -> None:
-    calls = Calls()
-    Engine(make_ctx(catalog, store), steps_of(calls, "abcd")).run(stop_after="b")
-    held = store.load(BACKUP_ID)
-    assert held is not None
-    held.step("c").status = StepStatus.SKIPPED
-    calls2 = Calls()
-    with pytest.raises(RunFailed):
-        Engine(
-            make_ctx(catalog, store, held), steps_of(calls2, "abcd", d={"fail": OSError("x")})
-        ).run()
-    assert calls2.names("undo") == ["d", "b", "a"]
-
-
-def test_plan_is_journaled_before_do_runs(catalog: LocalCatalog, store: JournalStore) -> None:
-    seen: dict[str, dict[str, Any]] = {}
-
-    def check_journal(ctx: RunContext, plan: dict[str, Any]) -> None:
-        on_disk = journal_file(catalog)
-        record = next(s for s in on_disk["steps"] if s["name"] == plan["step"])
-        seen[plan["step"]] = record
-        assert on_disk["state"] == "RUNNING"
-
-    calls = Calls()
-    steps: list[Step] = [FakeStep(n, calls, on_do=check_journal) for n in "ab"]
-    Engine(make_ctx(catalog, store), steps).run()
-    assert set(seen) == {"a", "b"}
-    for name, record in seen.items():
-        plan = calls.plans("do")[name]
-        assert record["status"] == "running"
-        assert record["plan"] == plan
-        assert record["started"] is not None
-        assert record["ended"] is None
-    # While b ran, a was already journaled as done.
-    assert seen["b"]["plan"]["token"] != seen["a"]["plan"]["token"]
-
-
-def test_crashed_run_is_rolled_back_from_its_journal(
-    catalog: LocalCatalog, store: JournalStore
+def test_a_failing_check_is_a_warning(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
 ) -> None:
-    # A process dies while b runs: the journal on disk then says RUNNING, b's plan saved.
-    # Capture that file from inside b's do (what a SIGKILL would leave behind).
-    snapshots: list[dict[str, Any]] = []
+    flow = standard_flow(rec, check_fail=TimeoutError("MM2 did not move"))
+    journal = engine_for(catalog, store, flow).run()
+    assert journal.state == RunState.COMPLETED_WITH_WARNINGS
+    assert journal.warnings == ["check failed: TimeoutError: MM2 did not move"]
 
-    def snap(ctx: RunContext, plan: dict[str, Any]) -> None:
-        snapshots.append(journal_file(catalog))
-        raise KeyboardInterrupt
 
-    calls = Calls()
-    engine = Engine(
-        make_ctx(catalog, store), [FakeStep("a", calls), FakeStep("b", calls, on_do=snap)]
+def test_keyboard_interrupt_after_the_snapshot_keeps_it_and_reraises(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
+) -> None:
+    flow = standard_flow(rec)
+    flow.steps[3].fail = KeyboardInterrupt()  # type: ignore[attr-defined]
+    with pytest.raises(KeyboardInterrupt):
+        engine_for(catalog, store, flow).run()
+    journal = journal_on_disk(catalog)
+    assert journal.state == RunState.COMPLETED_WITH_WARNINGS
+    assert rec.names("deferred") == ["a-token"] and rec.names("undo") == []
+    assert journal.step("check").status == StepStatus.PENDING
+
+
+# --- holds and crashes -------------------------------------------------------------------
+
+
+def test_a_held_run_runs_no_deferred_action_until_it_continues(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
+) -> None:
+    journal = engine_for(catalog, store, standard_flow(rec)).run(stop_after="b")
+    assert journal.state == RunState.HELD and rec.names("deferred") == []
+    later = engine_for(catalog, store, standard_flow(rec), journal_on_disk(catalog))
+    assert later.run().state == RunState.COMPLETED
+    assert rec.names("do") == ["a", "b", "snap", "after", "check"]
+    assert rec.names("deferred") == ["a-token"]
+
+
+def crashed_journal(store: JournalStore, done: list[str], running: str) -> Journal:
+    journal = new_journal(store)
+    journal.state = RunState.RUNNING
+    for name in done:
+        journal.steps.append(StepRecord(name=name, status=StepStatus.DONE))
+    journal.steps.append(StepRecord(name=running, status=StepStatus.RUNNING))
+    journal.step("a").plan = {"token": "a-token"}
+    journal.step("a").result = {"count": 3} if "a" in done else {}
+    journal.deferred.append(
+        DeferredRecord(action="put_back", args={"what": "a-token"}, registered_by="a")
     )
-    with pytest.raises(KeyboardInterrupt):
-        engine.run()
-    crashed = Journal.model_validate(snapshots[0])
-    assert crashed.step("b").status == StepStatus.RUNNING
-    assert crashed.state == RunState.RUNNING
-    store.save(crashed)
-
-    calls2 = Calls()
-    recovery = Engine(make_ctx(catalog, store, crashed), steps_of(calls2, "ab"))
-    with pytest.raises(RunFailed, match="crashed run found"):
-        recovery.rollback(None, note="crashed run found")
-    assert calls2.names("undo") == ["b", "a"]
-    assert calls2.plans("undo")["b"] == crashed.step("b").plan
-    saved = store.load(BACKUP_ID)
-    assert saved is not None and saved.state == RunState.FAILED_ROLLED_BACK
+    store.save(journal)
+    return journal
 
 
-def test_keyboard_interrupt_rolls_back_and_reraises(
-    catalog: LocalCatalog, store: JournalStore
+def test_a_run_that_crashed_before_the_snapshot_is_rolled_back(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
 ) -> None:
-    calls = Calls()
-    steps = steps_of(calls, "abc", b={"fail": KeyboardInterrupt()})
-    with pytest.raises(KeyboardInterrupt):
-        Engine(make_ctx(catalog, store), steps).run()
-    assert calls.names("do") == ["a", "b"]
-    assert calls.names("undo") == ["b", "a"]
-    saved = store.load(BACKUP_ID)
-    assert saved is not None
-    assert saved.state == RunState.FAILED_ROLLED_BACK
-    assert saved.error == "interrupted"
-    assert saved.step("c").status == StepStatus.PENDING
+    journal = crashed_journal(store, ["a"], running="b")
+    engine = engine_for(catalog, store, standard_flow(rec), journal)
+    with pytest.raises(RunFailed, match="crashed"):
+        engine.recover("crashed run found")
+    assert journal_on_disk(catalog).state == RunState.FAILED_ROLLED_BACK
+    assert rec.names("undo") == ["b"] and rec.names("deferred") == ["a-token"]
+    assert rec.failures["b"] is None  # no exception object survives a crash
+
+
+def test_a_run_that_crashed_after_the_snapshot_is_kept(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
+) -> None:
+    journal = crashed_journal(store, ["a", "b", "snap"], running="after")
+    engine_for(catalog, store, standard_flow(rec), journal).recover("crashed run found")
+    on_disk = journal_on_disk(catalog)
+    assert on_disk.state == RunState.COMPLETED_WITH_WARNINGS
+    assert "interrupted after the backup was kept" in on_disk.warnings[0]
+    assert rec.names("undo") == [] and rec.names("deferred") == ["a-token"]
+
+
+def test_an_interrupted_rollback_is_resumed(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
+) -> None:
+    journal = crashed_journal(store, ["a"], running="b")
+    journal.state = RunState.ROLLING_BACK
+    journal.step("b").status = StepStatus.UNDONE  # undone before the crash
+    store.save(journal)
+    with pytest.raises(RunFailed):
+        engine_for(catalog, store, standard_flow(rec), journal).recover("crashed")
+    on_disk = journal_on_disk(catalog)
+    assert on_disk.state == RunState.FAILED_ROLLED_BACK
+    assert [(e["from"], e["to"]) for e in on_disk.events][-2:] == [
+        ("ROLLING_BACK", "ROLLING_BACK"),
+        ("ROLLING_BACK", "FAILED_ROLLED_BACK"),
+    ]
+    assert rec.names("undo") == [] and rec.names("deferred") == ["a-token"]
+
+
+def test_skipped_steps_are_neither_run_nor_undone(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
+) -> None:
+    journal = new_journal(store)
+    journal.steps.append(StepRecord(name="snap", status=StepStatus.SKIPPED))
+    engine = engine_for(catalog, store, standard_flow(rec, fail_at="after"), journal)
+    # A skipped keeping step (taken by K10 between hooks) keeps the backup too.
+    assert engine.run().state == RunState.COMPLETED_WITH_WARNINGS
+    assert "snap" not in rec.names("do") and rec.names("undo") == []
 
 
 def test_engine_adds_step_records_once(catalog: LocalCatalog, store: JournalStore) -> None:
-    calls = Calls()
-    ctx = make_ctx(catalog, store)
-    Engine(ctx, steps_of(calls, "ab"))
-    Engine(ctx, steps_of(calls, "ab"))
-    assert [s.name for s in ctx.journal.steps] == ["a", "b"]
+    rec = Recorder()
+    journal = new_journal(store)
+    engine_for(catalog, store, standard_flow(rec), journal)
+    engine_for(catalog, store, standard_flow(rec), journal)
+    assert [s.name for s in journal.steps] == ["a", "b", "snap", "after", "check"]
+
+
+def test_listener_marks_come_from_the_table(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
+) -> None:
+    journal = engine_for(catalog, store, standard_flow(rec, fail_at="b")).journal
+    with pytest.raises(RunFailed):
+        engine_for(catalog, store, standard_flow(rec, fail_at="b"), journal).run()
+    assert set(journal.marks) == {"a_started"}

@@ -30,10 +30,13 @@ def test_expected_table() -> None:
     assert set(ALLOWED_PAIRS) == {
         (RunState.PENDING, RunState.RUNNING),
         (RunState.RUNNING, RunState.COMPLETED),
+        (RunState.RUNNING, RunState.COMPLETED_WITH_WARNINGS),
         (RunState.RUNNING, RunState.HELD),
         (RunState.RUNNING, RunState.ROLLING_BACK),
         (RunState.HELD, RunState.RUNNING),
         (RunState.HELD, RunState.ROLLING_BACK),
+        # An interrupted rollback is resumed.
+        (RunState.ROLLING_BACK, RunState.ROLLING_BACK),
         (RunState.ROLLING_BACK, RunState.FAILED_ROLLED_BACK),
         (RunState.ROLLING_BACK, RunState.ROLLBACK_FAILED),
         (RunState.ROLLBACK_FAILED, RunState.ROLLING_BACK),
@@ -53,14 +56,19 @@ def test_other_transitions_raise(current: RunState, new: RunState) -> None:
     assert isinstance(info.value, KastenBpError)
 
 
-def test_no_self_transitions() -> None:
-    for state in RunState:
+def test_only_rolling_back_repeats_itself() -> None:
+    for state in set(RunState) - {RunState.ROLLING_BACK}:
         with pytest.raises(IllegalTransition):
             check_transition(state, state)
+    check_transition(RunState.ROLLING_BACK, RunState.ROLLING_BACK)
 
 
 def test_final_states_have_no_exits() -> None:
-    assert {RunState.COMPLETED, RunState.FAILED_ROLLED_BACK} <= FINAL
+    assert {
+        RunState.COMPLETED,
+        RunState.COMPLETED_WITH_WARNINGS,
+        RunState.FAILED_ROLLED_BACK,
+    } == FINAL
     for state in FINAL:
         assert ALLOWED[state] == set()
         for new in RunState:
