@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from kasten_bp.catalog.base import Catalog, open_catalog
 from kasten_bp.catalog.manifests import manifest_data
 from kasten_bp.config import Config
 from kasten_bp.errors import RunFailed, UsageError
+from kasten_bp.hold import DEFAULT_HOLD_SECONDS, iso, watchdog_command
 from kasten_bp.platforms import build_platform
 from kasten_bp.platforms.base import Platform
 from kasten_bp.steps import QUIESCE_UNTIL, SNAPSHOT_STEP, TIMING_MARKS, backup_flow
-from kasten_bp.steps.base import RunInputs
+from kasten_bp.steps.models import RunInputs
 from kasten_bp.steps.preflight import preflight_problems
 from kasten_bp.workflow.engine import Engine, Listener, RunContext
 from kasten_bp.workflow.journal import Journal, JournalStore
@@ -33,8 +36,15 @@ def new_backup_id() -> str:
 class Backups:
     """Everything a command needs, built once from the config."""
 
-    def __init__(self, config: Config, listeners: Sequence[Listener] = ()) -> None:
+    def __init__(
+        self,
+        config: Config,
+        listeners: Sequence[Listener] = (),
+        config_file: Path | None = None,
+    ) -> None:
         self.config = config
+        # Where a hold's watchdog reads the same configuration from.
+        self.config_file = config_file
         self.platform: Platform = build_platform(config)
         self.catalog: Catalog = open_catalog(config.catalog)
         self.store = JournalStore(self.catalog)
@@ -126,20 +136,65 @@ class Backups:
             "recovered": recovered,
         }
 
-    def quiesce(self) -> dict[str, Any]:
+    def quiesce(self, hold_seconds: float = DEFAULT_HOLD_SECONDS) -> dict[str, Any]:
+        """Take the mirror down and hold it for a snapshot; a watchdog puts it back if no
+        `resume` comes within `hold_seconds`."""
         with self.platform.lock("quiesce"):
             recovered = self.recover_crashed()
             held = self._held()
             if held is not None:
                 raise UsageError(f"backup {held.backup_id} is already {held.state}")
             journal = self._new_journal("quiesce", "consistent")
-            self._engine(journal).run(stop_after=QUIESCE_UNTIL)
+            if self.config_file is not None:
+                command = watchdog_command(self.config_file, journal.backup_id)
+                journal.hold_watchdog = self.platform.arm_hold(journal.backup_id, command)
+            try:
+                self._engine(journal).run(stop_after=QUIESCE_UNTIL)
+            finally:
+                if journal.state != RunState.HELD and journal.hold_watchdog:
+                    self.platform.disarm_hold(journal.backup_id, journal.hold_watchdog)
+            journal.hold_deadline = time.time() + hold_seconds
+            self.store.save(journal)
             return self.summary(journal, recovered)
+
+    def expire_hold(self, backup_id: str) -> dict[str, Any] | None:
+        """The watchdog's verb: at the deadline, put a still-held mirror back. Returns None
+        while there is nothing to do yet; a summary once the run is out of its hold."""
+        journal = self.store.load(backup_id)
+        if journal is None:
+            raise UsageError(f"backup {backup_id} not found in catalog {self.catalog.url}")
+        if journal.state != RunState.HELD or journal.hold_deadline is None:
+            if journal.state in (RunState.PENDING, RunState.RUNNING):
+                return None  # quiesce still on its way to the hold
+            return self.summary(journal, [])
+        if time.time() < journal.hold_deadline:
+            return None
+        with self.platform.lock("hold-expire"):
+            journal = self.store.load(backup_id)
+            if journal is None or journal.state != RunState.HELD:
+                return self.summary(journal, []) if journal else None
+            journal.hold_expired = True
+            self.store.save(journal)
+            note = (
+                f"hold expired at {iso(journal.hold_deadline)}: no `kasten-bp resume` came, "
+                "the watchdog put the mirror back"
+            )
+            with contextlib.suppress(RunFailed):
+                self._engine(journal).expire_hold(note)
+            return self.summary(journal, [])
 
     def snapshot(self) -> dict[str, Any]:
         with self.platform.lock("snapshot"):
             journal = self._held()
             if journal is None or journal.state != RunState.HELD:
+                expired = [j for j in self.store.all() if j.hold_expired]
+                if expired and (journal is None or expired[-1].created_at > journal.created_at):
+                    late = expired[-1]
+                    raise UsageError(
+                        f"backup {late.backup_id}: its hold expired at "
+                        f"{iso(late.hold_deadline)} and the mirror is running again; "
+                        "nothing to snapshot: run `kasten-bp quiesce` again"
+                    )
                 raise UsageError("no quiesced backup to snapshot: run `kasten-bp quiesce` first")
             if journal.step(SNAPSHOT_STEP).status == StepStatus.DONE:
                 return self.summary(journal, [])
@@ -171,7 +226,11 @@ class Backups:
                 # The snapshot was taken outside (Kanister/K10 between its hooks).
                 snap.status = StepStatus.SKIPPED
                 self.store.save(journal)
-            engine.run()
+            try:
+                engine.run()
+            finally:
+                if journal.hold_watchdog:
+                    self.platform.disarm_hold(journal.backup_id, journal.hold_watchdog)
             return self.summary(journal, recovered)
 
     def status(self) -> dict[str, Any]:
@@ -213,6 +272,8 @@ class Backups:
             "steps": steps,
             "error": journal.error,
             "warnings": journal.warnings,
+            "hold_deadline": iso(journal.hold_deadline),
+            "hold_expired": journal.hold_expired,
             "left_for_a_person": left_for_a_person(journal),
             "recovered": recovered,
             "manifest": manifest_data(self.catalog, journal.backup_id),
@@ -231,7 +292,11 @@ def left_for_a_person(journal: Journal) -> list[str]:
         if d.status == StepStatus.FAILED
     ]
     if journal.state == RunState.HELD:
-        todo.append("the mirror is held (quiesced): `kasten-bp snapshot` or `kasten-bp resume`")
+        todo.append(
+            "the mirror is held (quiesced) until "
+            f"{iso(journal.hold_deadline) or 'resumed'}: `kasten-bp snapshot`, then "
+            "`kasten-bp resume`"
+        )
     if journal.state == RunState.ROLLBACK_FAILED:
         todo += [
             f"undo of {s.name} failed ({s.undo_error}): fix the cause, then `kasten-bp resume`"

@@ -84,8 +84,13 @@ class Config(BaseModel):
     kubernetes: KubernetesConfig | None = None
 
 
+def config_path(path: Path | None) -> Path:
+    """The config file a command uses: --config, else $KASTEN_BP_CONFIG, else ./kasten-bp.yaml."""
+    return path or Path(os.environ.get("KASTEN_BP_CONFIG", DEFAULT_CONFIG))
+
+
 def load_config(path: Path | None) -> Config:
-    path = path or Path(os.environ.get("KASTEN_BP_CONFIG", DEFAULT_CONFIG))
+    path = config_path(path)
     if not path.exists():
         raise UsageError(f"config {path} not found (pass --config, or run `kasten-bp lab up`)")
     try:

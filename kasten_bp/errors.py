@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class KastenBpError(Exception):
-    """Base class; `exit_code` is what the CLI exits with."""
+    """Base class; `exit_code` is what the CLI exits with (3: failed, rolled back)."""
 
     exit_code = 3
 
@@ -15,31 +15,24 @@ class UsageError(KastenBpError):
     exit_code = 2
 
 
-class RunFailed(KastenBpError):
-    """A run failed and was rolled back."""
-
-    exit_code = 3
-
-
 class RollbackFailed(KastenBpError):
     """A run failed and rolling it back failed too: a person must act."""
 
     exit_code = 4
 
 
+# Exit code 3, told apart by what the engine and the waits do with them.
+class RunFailed(KastenBpError):
+    """A run failed and was rolled back."""
+
+
 class WaitTimeout(KastenBpError):
     """A bounded wait ran out; the message says what it waited for."""
-
-    exit_code = 3
 
 
 class TemporaryError(KastenBpError):
     """May get better by waiting: a probe raises it to say "not yet, and here is why"."""
 
-    exit_code = 3
-
 
 class PermanentError(KastenBpError):
     """Cannot get better by waiting (a process died, access denied): waits end at once."""
-
-    exit_code = 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,7 @@ import typer
 
 from kasten_bp.cli.output import Output, OutputOption, emit, show_progress
 from kasten_bp.cli.runner import run_command
-from kasten_bp.config import load_config
+from kasten_bp.config import config_path, load_config
 from kasten_bp.workflow.listeners import ProgressListener
 
 ConfigOption = typer.Option(
@@ -21,9 +23,11 @@ def _backups(config: Path | None) -> Any:
     from kasten_bp.backup import Backups
 
     show_progress()
-    return Backups(load_config(config), [ProgressListener()])
+    return Backups(load_config(config), [ProgressListener()], config_path(config))
 
 
+# How often a hold's watchdog looks at its run (the deadline is met within this).
+HOLD_POLL_SECONDS = 2.0
 # A kept backup with failures after its snapshot (see the exit codes in `--help`).
 WARNINGS_EXIT = 5
 
@@ -78,9 +82,56 @@ def register(app: typer.Typer) -> None:
             emit_run(result, output)
 
     @app.command()
-    def quiesce(config: Path | None = ConfigOption, output: Output = OutputOption) -> None:
-        """Stop MM2, prove catch-up, capture heads, stop the mirror's brokers; then hold."""
-        emit(run_command(output, lambda: _backups(config).quiesce()), output, render_run)
+    def quiesce(
+        config: Path | None = ConfigOption,
+        hold_timeout: str = typer.Option(
+            "15m",
+            "--hold-timeout",
+            help="put the mirror back by itself if no `resume` comes within this (30s, 15m, 1h)",
+        ),
+        output: Output = OutputOption,
+    ) -> None:
+        """Stop MM2, prove catch-up, capture heads, stop the mirror's brokers; then hold.
+
+        A watchdog (a detached process locally, a Job on Kubernetes) puts the mirror back
+        when the hold times out; `resume` cancels it, and a late `snapshot` is refused."""
+
+        def body() -> dict[str, Any]:
+            from kasten_bp.hold import parse_duration
+
+            seconds = parse_duration(hold_timeout)
+            return dict(_backups(config).quiesce(seconds))
+
+        emit(run_command(output, body), output, render_run)
+
+    @app.command(name="hold-expire", hidden=True)
+    def hold_expire(
+        backup_id: str, config: Path | None = ConfigOption, output: Output = OutputOption
+    ) -> None:
+        """The hold's watchdog: wait for the deadline, then put a still-held mirror back."""
+
+        def body() -> dict[str, Any]:
+            from kasten_bp.errors import UsageError
+            from kasten_bp.hold import QUIESCE_GRACE_SECONDS
+
+            backups = _backups(config)
+            if backups.store.load(backup_id) is None:
+                raise UsageError(f"backup {backup_id} not found in catalog {backups.catalog.url}")
+            give_up = time.monotonic() + QUIESCE_GRACE_SECONDS
+            while True:
+                try:
+                    result = backups.expire_hold(backup_id)
+                except UsageError as exc:
+                    print(f"… {exc}; trying again", file=sys.stderr, flush=True)
+                    result = None  # another run holds the lock: try again shortly
+                if result is not None:
+                    return dict(result)
+                journal = backups.store.load(backup_id)
+                if journal.hold_deadline is None and time.monotonic() > give_up:
+                    raise UsageError(f"backup {backup_id} never reached its hold")
+                time.sleep(HOLD_POLL_SECONDS)
+
+        emit(run_command(output, body), output, render_run)
 
     @app.command()
     def snapshot(config: Path | None = ConfigOption, output: Output = OutputOption) -> None:

@@ -5,11 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Generator
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from kasten_bp.errors import KastenBpError
+from kasten_bp.errors import KastenBpError, TemporaryError
 from kasten_bp.kafka import clients
 from kasten_bp.records import Record
+from kasten_bp.transience import is_temporary
+
+# Aborted records are not records: MM2 mirrors with read_committed too, so both sides of a
+# comparison see the same data. Reports name it.
+ISOLATION_LEVEL = "read_committed"
+# A read that makes no progress for this long is stuck.
+STUCK_AFTER_SECONDS = 60.0
+BATCH = 1000
+
+Key = tuple[str, int]
 
 
 def _bytes(data: str | bytes | None) -> bytes | None:
@@ -32,126 +42,77 @@ def _to_record(msg: Message) -> Record:
     )
 
 
-def stream_range(
-    bootstrap: str,
-    topic: str,
-    partition: int,
-    start: int,
-    end: int,
-    timeout: float = 60.0,
-    batch: int = 1000,
-) -> Generator[Record, None, None]:
-    """Yield data records with start <= offset < end, in order.
+def _stream(bootstrap: str, ranges: dict[Key, tuple[int, int]]) -> Generator[Record, None, None]:
+    """Yield data records with start <= offset < end of many partitions with one assignment
+    (one round of fetches for all of them), each partition in offset order.
 
-    Control records (transaction markers) occupy offsets but are never yielded, so the
-    stop condition is the consumer's position, not the last offset seen.
+    Control records (transaction markers) occupy offsets but are never yielded, so a
+    partition is done by the consumer's position, not by the last offset seen.
     """
-    if end <= start:
+    pending = {key: se for key, se in ranges.items() if se[1] > se[0]}
+    if not pending:
         return
-    with clients.pooled_consumer(bootstrap) as consumer:
-        consumer.assign([TopicPartition(topic, partition, start)])
-        deadline = time.monotonic() + timeout
-        next_offset = start
-        while True:
+    with clients.pooled_consumer(bootstrap, ISOLATION_LEVEL) as consumer:
+        consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _) in pending.items()])
+        deadline = time.monotonic() + STUCK_AFTER_SECONDS
+        while pending:
             # Ask for no more than remain, or consume() waits out its timeout for the rest.
-            wanted = max(1, min(batch, end - next_offset))
-            msgs = consumer.consume(num_messages=wanted, timeout=0.5)
+            remaining = sum(end - start for start, end in pending.values())
+            msgs = consumer.consume(num_messages=max(1, min(BATCH, remaining)), timeout=0.2)
             progressed = False
             for msg in msgs:
                 err = msg.error()
+                if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                key = (str(msg.topic()), int(msg.partition() or 0))
                 if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KastenBpError(f"reading {topic}[{partition}] on {bootstrap}: {err.str()}")
-                if msg.topic() != topic or msg.partition() != partition:
-                    continue  # left over from a previous assignment of a pooled consumer
-                progressed = True
+                    where = f"{key[0]}[{key[1]}] on {bootstrap}" if msg.topic() else bootstrap
+                    temporary = is_temporary(KafkaException(err))
+                    error = TemporaryError if temporary else KastenBpError
+                    raise error(f"reading {where}: {err.str()}")
                 record = _to_record(msg)
-                if record.offset >= end:
-                    return
-                next_offset = record.offset + 1
-                yield record
+                if key not in pending or record.offset < pending[key][0]:
+                    continue  # finished, or left over from a previous borrower of the consumer
+                progressed = True
+                end = pending[key][1]
+                if record.offset < end:
+                    pending[key] = (record.offset + 1, end)
+                    yield record
                 if record.offset >= end - 1:
-                    return
+                    _finish(consumer, pending, key)
             if progressed:
-                deadline = time.monotonic() + timeout
+                deadline = time.monotonic() + STUCK_AFTER_SECONDS
                 continue
-            (pos,) = consumer.position([TopicPartition(topic, partition)])
-            if pos.offset >= end:
-                return
-            if time.monotonic() > deadline:
+            for tp in consumer.position([TopicPartition(t, p) for t, p in pending]):
+                key = (str(tp.topic), tp.partition)
+                if key in pending and tp.offset >= pending[key][1]:
+                    _finish(consumer, pending, key)
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(f"{t}[{p}] at {s} of {e}" for (t, p), (s, e) in pending.items())
                 raise KastenBpError(
-                    f"reading {topic}[{partition}] on {bootstrap}: stuck at offset {pos.offset}, "
-                    f"expected records up to {end} (timed out after {timeout:.0f}s)"
+                    f"reading from {bootstrap}: stuck, {names} "
+                    f"(no progress for {STUCK_AFTER_SECONDS:.0f}s)"
                 )
 
 
-def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int) -> list[Record]:
-    return list(stream_range(bootstrap, topic, partition, start, end))
+def _finish(consumer: Consumer, pending: dict[Key, tuple[int, int]], key: Key) -> None:
+    del pending[key]
+    # Stop its fetches so it cannot crowd out the others.
+    consumer.pause([TopicPartition(key[0], key[1])])
 
 
-def read_tail(
-    bootstrap: str, topic: str, partition: int, log_start: int, end: int, count: int
-) -> list[Record]:
-    """The last `count` data records below `end` (looks further back past control records)."""
-    if count <= 0 or end <= log_start:
-        return []
-    span = count
-    while True:
-        start = max(log_start, end - span)
-        records = read_range(bootstrap, topic, partition, start, end)
-        if len(records) >= count or start == log_start:
-            return records[-count:]
-        span *= 4
+def stream_range(
+    bootstrap: str, topic: str, partition: int, start: int, end: int
+) -> Generator[Record, None, None]:
+    """Data records with start <= offset < end, in order, without holding them all."""
+    return _stream(bootstrap, {(topic, partition): (start, end)})
 
 
-Key = tuple[str, int]
-
-
-def read_ranges(
-    bootstrap: str, ranges: dict[Key, tuple[int, int]], timeout: float = 60.0
-) -> dict[Key, list[Record]]:
-    """Read [start, end) of many partitions with one assignment: one round of fetches for
-    all of them instead of one per partition."""
+def read_ranges(bootstrap: str, ranges: dict[Key, tuple[int, int]]) -> dict[Key, list[Record]]:
+    """[start, end) of many partitions."""
     out: dict[Key, list[Record]] = {key: [] for key in ranges}
-    pending = {key: se for key, se in ranges.items() if se[1] > se[0]}
-    if not pending:
-        return out
-    with clients.pooled_consumer(bootstrap) as consumer:
-        consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _) in pending.items()])
-        deadline = time.monotonic() + timeout
-        while pending:
-            msgs = consumer.consume(num_messages=1000, timeout=0.2)
-            for msg in msgs:
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KastenBpError(f"reading from {bootstrap}: {err.str()}")
-                key = (str(msg.topic()), int(msg.partition() or 0))
-                if key not in pending:
-                    continue
-                record = _to_record(msg)
-                start, end = pending[key]
-                if start <= record.offset < end:
-                    out[key].append(record)
-                if record.offset >= end - 1:
-                    del pending[key]
-                    # Done: stop its fetches so it cannot crowd out the others.
-                    consumer.pause([TopicPartition(key[0], key[1])])
-                    deadline = time.monotonic() + timeout
-            if pending and not msgs:
-                # Control records occupy the last offsets: the position tells when done.
-                positions = consumer.position([TopicPartition(t, p) for t, p in pending])
-                for tp in positions:
-                    key = (str(tp.topic), tp.partition)
-                    if key in pending and tp.offset >= pending[key][1]:
-                        del pending[key]
-                if pending and time.monotonic() > deadline:
-                    names = ", ".join(f"{t}[{p}]" for t, p in list(pending)[:3])
-                    raise KastenBpError(
-                        f"reading from {bootstrap}: {names} stuck (timed out after {timeout:.0f}s)"
-                    )
+    for record in _stream(bootstrap, ranges):
+        out[(record.topic, record.partition)].append(record)
     return out
 
 

@@ -66,6 +66,15 @@ class Platform(Protocol):
         """Idempotent: deleting what does not exist is fine."""
         ...
 
+    def arm_hold(self, backup_id: str, command: list[str]) -> dict[str, Any]:
+        """Start a watchdog running `command` (it waits for the hold's deadline itself);
+        returns what `disarm_hold` needs to cancel it."""
+        ...
+
+    def disarm_hold(self, backup_id: str, handle: dict[str, Any]) -> None:
+        """Cancel the watchdog; idempotent (a watchdog already gone is fine)."""
+        ...
+
     def restore(self, manifest: Manifest, timeout: float) -> dict[str, Any]:
         """Bring up a new cluster from the snapshots; returns at least {"bootstrap": ...}."""
         ...

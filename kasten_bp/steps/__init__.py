@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from kasten_bp.steps.base import RunInputs
 from kasten_bp.steps.capture_heads import CaptureHeads
 from kasten_bp.steps.confirm_replication import ConfirmReplication
 from kasten_bp.steps.discover_topics import DiscoverTopics
+from kasten_bp.steps.models import RunInputs
 from kasten_bp.steps.pause_mirrormaker import PauseMirrorMaker, ResumeMirrorMaker
 from kasten_bp.steps.preflight import Preflight
 from kasten_bp.steps.snapshot_volumes import SnapshotVolumes

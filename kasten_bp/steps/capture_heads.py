@@ -7,28 +7,14 @@ from kasten_bp.consistency.capture import capture_heads
 from kasten_bp.consistency.scope import replicated_partitions
 from kasten_bp.kafka import admin
 from kasten_bp.manifest import ClusterInfo, Manifest
-from kasten_bp.steps.base import by_partition
+from kasten_bp.steps.models import Captured, CaptureNeeds, by_partition
 from kasten_bp.workflow.engine import RunContext
-from kasten_bp.workflow.flow import Model, Nothing, Step
+from kasten_bp.workflow.flow import Nothing, Step
 from kasten_bp.workflow.journal import now_iso
-
-
-class CaptureNeeds(Model):
-    mode: str
-    head_window: int | None = None
-    # Consistent mode: the proven cut. Hot mode has none: MM2's offsets as they are now.
-    source_offsets: dict[str, int] | None = None
-    connector_states: dict[str, str] | None = None
-
-
-class Captured(Model):
-    partitions: int
-    records_in_heads: int
 
 
 class CaptureHeads(Step[CaptureNeeds, Nothing, Captured]):
     name = "capture_heads"
-    needs, plans, gives = CaptureNeeds, Nothing, Captured
 
     def do(self, ctx: RunContext, needs: CaptureNeeds, plan: Nothing) -> Captured:
         config = ctx.config

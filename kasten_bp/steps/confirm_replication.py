@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from kasten_bp.consistency.scope import replicated_partitions
 from kasten_bp.kafka import admin, reading
-from kasten_bp.steps.base import by_partition
+from kasten_bp.steps.models import Confirmed, ConfirmNeeds, by_partition
 from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.engine import RunContext
-from kasten_bp.workflow.flow import Model, Nothing, Step
+from kasten_bp.workflow.flow import Nothing, Step
 
 
 def has_data(bootstrap: str, key: tuple[str, int], start: int, end: int) -> bool:
@@ -19,19 +19,8 @@ def has_data(bootstrap: str, key: tuple[str, int], start: int, end: int) -> bool
         records.close()
 
 
-class ConfirmNeeds(Model):
-    connector_states: dict[str, str]
-    source_offsets: dict[str, int]
-
-
-class Confirmed(Model):
-    # Partitions whose new primary records MM2 had to replicate.
-    confirmed_partitions: int
-
-
 class ConfirmReplication(Step[ConfirmNeeds, Nothing, Confirmed]):
     name = "confirm_replication"
-    needs, plans, gives = ConfirmNeeds, Nothing, Confirmed
 
     def do(self, ctx: RunContext, needs: ConfirmNeeds, plan: Nothing) -> Confirmed:
         if not any(s == "RUNNING" for s in needs.connector_states.values()):

@@ -7,22 +7,17 @@ import contextlib
 from kasten_bp.consistency.scope import is_internal
 from kasten_bp.errors import WaitTimeout
 from kasten_bp.kafka import admin
+from kasten_bp.steps.models import Discovered
 from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.engine import RunContext
-from kasten_bp.workflow.flow import Model, Nothing, Step
+from kasten_bp.workflow.flow import Nothing, Step
 
 # MM2 finds new primary topics on its refresh interval; give it a few rounds.
 DISCOVERY_TIMEOUT = 30.0
 
 
-class Discovered(Model):
-    # Primary topics MM2 never created on the mirror (excluded by MM2's own filters).
-    unmirrored_topics: list[str]
-
-
 class DiscoverTopics(Step[Nothing, Nothing, Discovered]):
     name = "discover_topics"
-    needs, plans, gives = Nothing, Nothing, Discovered
 
     def do(self, ctx: RunContext, needs: Nothing, plan: Nothing) -> Discovered:
         config = ctx.config

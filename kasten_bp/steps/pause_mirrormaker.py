@@ -3,20 +3,15 @@ deferred, so it happens whatever fails later."""
 
 from __future__ import annotations
 
-from kasten_bp.steps.base import ConnectorStates
+from kasten_bp.steps.models import ConnectorStates, Stopped
 from kasten_bp.workflow.engine import RunContext
-from kasten_bp.workflow.flow import Deferral, DeferredAction, Model, Nothing, Step
+from kasten_bp.workflow.flow import Deferral, DeferredAction, Nothing, Step
 
 TIMEOUT = 120.0
 
 
-class Stopped(Model):
-    stopped_connectors: list[str]
-
-
 class PauseMirrorMaker(Step[Nothing, ConnectorStates, Stopped]):
     name = "pause_mirrormaker"
-    needs, plans, gives = Nothing, ConnectorStates, Stopped
     defers = ("resume_mirrormaker",)
 
     def plan(self, ctx: RunContext, needs: Nothing) -> ConnectorStates:
@@ -34,7 +29,6 @@ class ResumeMirrorMaker(DeferredAction[ConnectorStates]):
     """Put the connectors back into the states recorded before the stop (idempotent)."""
 
     name = "resume_mirrormaker"
-    args = ConnectorStates
 
     def run(self, ctx: RunContext, args: ConnectorStates) -> None:
         if args.connector_states:

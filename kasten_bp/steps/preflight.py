@@ -5,16 +5,9 @@ from __future__ import annotations
 from kasten_bp.errors import UsageError
 from kasten_bp.kafka import admin
 from kasten_bp.platforms.base import Platform
+from kasten_bp.steps.models import PreflightGives, PreflightNeeds
 from kasten_bp.workflow.engine import RunContext
-from kasten_bp.workflow.flow import Model, Nothing, Step
-
-
-class PreflightNeeds(Model):
-    mode: str
-
-
-class PreflightGives(Model):
-    brokers: list[int]
+from kasten_bp.workflow.flow import Nothing, Step
 
 
 def preflight_problems(platform: Platform, primary: str, mirror: str, mode: str) -> list[str]:
@@ -40,7 +33,6 @@ def preflight_problems(platform: Platform, primary: str, mirror: str, mode: str)
 
 class Preflight(Step[PreflightNeeds, Nothing, PreflightGives]):
     name = "preflight"
-    needs, plans, gives = PreflightNeeds, Nothing, PreflightGives
 
     def do(self, ctx: RunContext, needs: PreflightNeeds, plan: Nothing) -> PreflightGives:
         config = ctx.config

@@ -4,24 +4,15 @@ backup is kept whatever fails later."""
 from __future__ import annotations
 
 from kasten_bp.catalog.manifests import load_manifest, save_manifest
+from kasten_bp.steps.models import SnapshotPlan, Snapshots
 from kasten_bp.workflow.engine import RunContext
-from kasten_bp.workflow.flow import Model, Nothing, Step
+from kasten_bp.workflow.flow import Nothing, Step
 
 TIMEOUT = 600.0
 
 
-class SnapshotPlan(Model):
-    snapshot_brokers: list[int]
-
-
-class Snapshots(Model):
-    snapshots: int
-    snapshot_bytes: int
-
-
 class SnapshotVolumes(Step[Nothing, SnapshotPlan, Snapshots]):
     name = "snapshot_volumes"
-    needs, plans, gives = Nothing, SnapshotPlan, Snapshots
     keeps_backup = True
 
     def plan(self, ctx: RunContext, needs: Nothing) -> SnapshotPlan:

@@ -3,21 +3,13 @@ them again is deferred, so it happens whatever fails later."""
 
 from __future__ import annotations
 
+from kasten_bp.steps.models import BrokerIds, RunningBrokers, StoppedBrokers
 from kasten_bp.workflow.engine import RunContext
-from kasten_bp.workflow.flow import Deferral, DeferredAction, Model, Nothing, Step
-
-
-class RunningBrokers(Model):
-    running_brokers: list[int]
-
-
-class StoppedBrokers(Model):
-    stopped_brokers: list[int]
+from kasten_bp.workflow.flow import Deferral, DeferredAction, Nothing, Step
 
 
 class StopBrokers(Step[Nothing, RunningBrokers, StoppedBrokers]):
     name = "stop_brokers"
-    needs, plans, gives = Nothing, RunningBrokers, StoppedBrokers
     defers = ("start_brokers",)
 
     def plan(self, ctx: RunContext, needs: Nothing) -> RunningBrokers:
@@ -32,15 +24,10 @@ class StopBrokers(Step[Nothing, RunningBrokers, StoppedBrokers]):
         return StoppedBrokers(stopped_brokers=plan.running_brokers)
 
 
-class BrokerIds(Model):
-    broker_ids: list[int]
-
-
 class StartBrokers(DeferredAction[BrokerIds]):
     """Start the brokers that were running; waits for leaders and full ISRs (idempotent)."""
 
     name = "start_brokers"
-    args = BrokerIds
 
     def run(self, ctx: RunContext, args: BrokerIds) -> None:
         timeout = ctx.config.backup.broker_start_timeout_seconds

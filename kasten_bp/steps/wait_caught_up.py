@@ -10,7 +10,7 @@ from kasten_bp.consistency.catch_up import lagging_partitions
 from kasten_bp.consistency.scope import replicated_partitions
 from kasten_bp.errors import TemporaryError, WaitTimeout
 from kasten_bp.kafka import admin
-from kasten_bp.steps.base import SourceOffsets
+from kasten_bp.steps.models import SourceOffsets
 from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.engine import RunContext
 from kasten_bp.workflow.flow import Nothing, Step
@@ -21,7 +21,6 @@ SETTLE_SECONDS = 0.5
 
 class WaitCaughtUp(Step[Nothing, Nothing, SourceOffsets]):
     name = "wait_caught_up"
-    needs, plans, gives = Nothing, Nothing, SourceOffsets
 
     def do(self, ctx: RunContext, needs: Nothing, plan: Nothing) -> SourceOffsets:
         config = ctx.config

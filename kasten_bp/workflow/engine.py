@@ -210,6 +210,16 @@ class Engine:
             return
         self.rollback(None, note)
 
+    def expire_hold(self, note: str) -> None:
+        """A held run whose hold ran out: put the mirror back. A kept backup (its snapshot
+        was taken) completes with a warning; otherwise the run is rolled back."""
+        if self.kept():
+            self._transition(RunState.RUNNING, note)
+            self._warn(note)
+            self._finish()
+            return
+        self.rollback(None, note)
+
     def rollback(self, cause: BaseException | None, note: str = "") -> None:
         """Undo what may have acted, newest first, run the deferred actions; raise."""
         message = describe(cause) if cause is not None else (self.journal.error or note)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
 
@@ -48,7 +48,8 @@ class Step(Generic[N, P, G]):
 
     `plan` computes what `undo` and the deferred actions need; it is journaled before `do`
     acts, so a crash in the middle of `do` can still be cleaned up. Fields of `plans` and
-    `gives` become inputs of later steps, by name.
+    `gives` become inputs of later steps, by name. `Step[Needs, Plans, Gives]` sets the
+    three models.
     """
 
     name: ClassVar[str]
@@ -59,6 +60,12 @@ class Step(Generic[N, P, G]):
     defers: ClassVar[tuple[str, ...]] = ()
     # Once this step is done, the backup is kept whatever fails later.
     keeps_backup: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        models = _models_of(cls, Step)
+        if models:
+            cls.needs, cls.plans, cls.gives = models
 
     def plan(self, ctx: RunContext, needs: N) -> P:
         return self.plans()
@@ -81,11 +88,27 @@ class DeferredAction(Generic[A]):
     name: ClassVar[str]
     args: type[A]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        models = _models_of(cls, DeferredAction)
+        if models:
+            (cls.args,) = models
+
     def run(self, ctx: RunContext, args: A) -> None:
         raise NotImplementedError(f"deferred action {self.name} does nothing")
 
 
 AnyStep = Step[Any, Any, Any]
+
+
+def _models_of(cls: type, generic: type) -> tuple[Any, ...]:
+    """The models a subclass names in `Step[...]` / `DeferredAction[...]`, if concrete."""
+    for base in getattr(cls, "__orig_bases__", ()):
+        if get_origin(base) is generic:
+            args = get_args(base)
+            if all(isinstance(a, type) and issubclass(a, BaseModel) for a in args):
+                return args
+    return ()
 
 
 class FlowError(KastenBpError):

@@ -20,13 +20,11 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-class StepRecord(BaseModel):
-    name: str
+class ActionRecord(BaseModel):
+    """What the journal keeps of anything the engine runs: status, error, timing."""
+
     status: StepStatus = StepStatus.PENDING
-    plan: dict[str, Any] = Field(default_factory=dict)
-    result: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
-    undo_error: str | None = None
     started: float | None = None
     ended: float | None = None
 
@@ -37,22 +35,19 @@ class StepRecord(BaseModel):
         return round(self.ended - self.started, 3)
 
 
-class DeferredRecord(BaseModel):
+class StepRecord(ActionRecord):
+    name: str
+    plan: dict[str, Any] = Field(default_factory=dict)
+    result: dict[str, Any] = Field(default_factory=dict)
+    undo_error: str | None = None
+
+
+class DeferredRecord(ActionRecord):
     """A deferred action registered by a step: journaled before that step acts."""
 
     action: str
     args: dict[str, Any] = Field(default_factory=dict)
     registered_by: str
-    status: StepStatus = StepStatus.PENDING
-    error: str | None = None
-    started: float | None = None
-    ended: float | None = None
-
-    @property
-    def seconds(self) -> float | None:
-        if self.started is None or self.ended is None:
-            return None
-        return round(self.ended - self.started, 3)
 
     @property
     def outstanding(self) -> bool:
@@ -74,6 +69,10 @@ class Journal(BaseModel):
     error: str | None = None
     # Failures after the backup was kept (COMPLETED_WITH_WARNINGS).
     warnings: list[str] = Field(default_factory=list)
+    # A held run (quiesce): when its watchdog puts the mirror back, and how to cancel it.
+    hold_deadline: float | None = None
+    hold_watchdog: dict[str, Any] = Field(default_factory=dict)
+    hold_expired: bool = False
     events: list[dict[str, Any]] = Field(default_factory=list)
     # Times a listener noted (MM2 stopped/resumed, brokers stopped/serving).
     marks: dict[str, float] = Field(default_factory=dict)

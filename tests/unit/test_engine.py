@@ -67,7 +67,6 @@ class Recorder:
 class Down(Step[Nothing, Token, Counted]):
     """Takes something down; putting it back is deferred."""
 
-    needs, plans, gives = Nothing, Token, Counted
     defers = ("put_back",)
 
     def __init__(self, name: str, rec: Recorder, fail: BaseException | None = None) -> None:
@@ -91,7 +90,6 @@ class Down(Step[Nothing, Token, Counted]):
 class Generic(Step[BaseModel, Nothing, Nothing]):
     """A step with chosen needs; records what it received; may fail or keep the backup."""
 
-    plans, gives = Nothing, Nothing
 
     def __init__(
         self,
@@ -127,7 +125,6 @@ class Generic(Step[BaseModel, Nothing, Nothing]):
 
 class PutBack(DeferredAction[Args]):
     name: ClassVar[str] = "put_back"
-    args = Args
 
     def __init__(self, rec: Recorder, fail: Exception | None = None) -> None:
         self.rec = rec

@@ -1,0 +1,51 @@
+"""A quiesce that cannot outlive its hold.
+
+`quiesce` stops MM2 and the mirror's brokers and *holds* the run for a snapshot taken by
+someone else (K10 between its hooks). If neither `snapshot`+`resume` nor `resume` comes
+before the hold's deadline, a watchdog started by `quiesce` puts the mirror back by itself:
+locally a detached process, on Kubernetes a Job. Both run `kasten-bp hold-expire`.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kasten_bp.errors import UsageError
+
+DEFAULT_HOLD_SECONDS = 15 * 60
+# How long a watchdog waits for its quiesce to reach HELD before it gives up.
+QUIESCE_GRACE_SECONDS = 30 * 60
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '15m', '1h', '1h30m' -> seconds."""
+    parts = re.fullmatch(r"\s*((?:\d+(?:\.\d+)?[hms]?)+)\s*", text)
+    pieces = re.findall(r"(\d+(?:\.\d+)?)([hms]?)", text) if parts else []
+    if not pieces or (len(pieces) > 1 and any(u == "" for _, u in pieces)):
+        raise UsageError(f"--hold-timeout {text!r} is not a duration (e.g. 30s, 15m, 1h)")
+    seconds = sum(float(n) * _UNITS[u] for n, u in pieces)
+    if seconds <= 0:
+        raise UsageError(f"--hold-timeout {text!r} must be longer than 0s")
+    return seconds
+
+
+def watchdog_command(config_path: Path, backup_id: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "kasten_bp.cli",
+        "hold-expire",
+        backup_id,
+        "--config",
+        str(config_path.resolve()),
+    ]
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")

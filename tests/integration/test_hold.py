@@ -1,0 +1,109 @@
+"""A quiesce that cannot outlive its hold, on the real lab: the watchdog `quiesce` starts
+puts the mirror back at the deadline when no `resume` comes; `resume` cancels it; a late
+`snapshot` is refused."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from kasten_bp.backup import Backups
+from kasten_bp.waiting import wait_for
+from kasten_bp.workflow.states import RunState, StepStatus
+
+from .helpers import BackgroundProducer, LabHandle, assert_all_mirrored, assert_mirror_running
+from .test_backup import cli, cli_json, seed
+
+HOLD = "20s"
+
+
+def wait_state(lab: LabHandle, backup_id: str, states: set[RunState], deadline: float) -> str:
+    """The run's state once it is one of `states`; bounded by the hold's deadline plus a
+    minute, the promise the watchdog makes."""
+    store = Backups(lab.config).store
+
+    def reached() -> str | None:
+        journal = store.load(backup_id)
+        return journal.state if journal and journal.state in states else None
+
+    return wait_for(f"backup {backup_id} to leave its hold", reached, deadline - time.time() + 60)
+
+
+def watchdog_alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
+
+
+def test_an_unanswered_quiesce_puts_the_mirror_back_at_its_deadline(
+    lab: LabHandle, topic: str
+) -> None:
+    seed(lab, topic)
+    with BackgroundProducer(lab.primary, topic, rate=100) as writer:
+        held = cli_json(lab, "quiesce", "--hold-timeout", HOLD)
+        assert held["status"] == "HELD" and held["hold_deadline"]
+        status = cli_json(lab, "status")
+        assert status["current"][0]["hold_deadline"] == held["hold_deadline"]
+        assert any("held (quiesced) until" in t for t in status["current"][0]["left_for_a_person"])
+        journal = Backups(lab.config).store.load(held["backup_id"])
+        assert journal is not None and journal.hold_deadline is not None
+        assert watchdog_alive(journal.hold_watchdog["pid"])
+        # No snapshot, no resume: the watchdog acts alone.
+        final = wait_state(
+            lab, held["backup_id"], {RunState.FAILED_ROLLED_BACK}, journal.hold_deadline
+        )
+        assert final == RunState.FAILED_ROLLED_BACK
+        assert_mirror_running(lab)
+        journal = Backups(lab.config).store.load(held["backup_id"])
+        assert journal is not None and journal.hold_expired
+        assert all(d.status == StepStatus.DONE for d in journal.deferred)
+        # K10's snapshot hook comes too late: refused, in one line, nothing changed.
+        late = cli(lab, "snapshot")
+        assert late.returncode == 2
+        assert f"backup {held['backup_id']}: its hold expired" in late.stderr
+        assert late.stderr.strip().count("\n") == 0
+        # ... and the posthook that follows it is harmless.
+        assert cli_json(lab, "resume")["status"] == "nothing to resume"
+    assert_all_mirrored(lab, topic, writer.acked)
+
+
+def test_a_snapshotted_hold_that_expires_keeps_its_backup(lab: LabHandle, topic: str) -> None:
+    seed(lab, topic)
+    held = cli_json(lab, "quiesce", "--hold-timeout", HOLD)
+    snap = cli_json(lab, "snapshot")
+    assert snap["status"] == "HELD" and snap["manifest"]["snapshots"]
+    journal = Backups(lab.config).store.load(held["backup_id"])
+    assert journal is not None and journal.hold_deadline is not None
+    final = wait_state(
+        lab, held["backup_id"], {RunState.COMPLETED_WITH_WARNINGS}, journal.hold_deadline
+    )
+    assert final == RunState.COMPLETED_WITH_WARNINGS
+    shown = cli_json(lab, "show", held["backup_id"])
+    assert "hold expired" in shown["warnings"][0]
+    assert Backups(lab.config).platform.snapshot_dir(held["backup_id"]).exists()  # type: ignore[attr-defined]
+    assert_mirror_running(lab)
+
+
+def test_resume_cancels_the_watchdog(lab: LabHandle, topic: str) -> None:
+    seed(lab, topic)
+    held = cli_json(lab, "quiesce", "--hold-timeout", "10m")
+    journal = Backups(lab.config).store.load(held["backup_id"])
+    assert journal is not None
+    pid = journal.hold_watchdog["pid"]
+    assert watchdog_alive(pid)
+    done = cli_json(lab, "resume")
+    assert done["status"] == "COMPLETED" and done["hold_expired"] is False
+    wait_for(f"watchdog {pid} to exit", lambda: not watchdog_alive(pid), 30)
+    assert_mirror_running(lab)
+
+
+@pytest.mark.parametrize("bad", ["soon", "0s", "-5m", "15x"])
+def test_a_bad_hold_timeout_is_a_usage_error(lab: LabHandle, bad: str) -> None:
+    result = cli(lab, "quiesce", "--hold-timeout", bad)
+    assert result.returncode == 2, result.stderr
+    assert "--hold-timeout" in result.stderr
+    assert cli_json(lab, "status")["current"] == []
