@@ -3,12 +3,10 @@ broker's log dir; a snapshot is a copy of it (copy-on-write where the file syste
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +21,7 @@ from kasten_bp.lab.lab import Lab, LabState
 from kasten_bp.manifest import Manifest, SnapshotRef
 from kasten_bp.platforms.base import BrokerInfo, MirrorMakerControl
 from kasten_bp.platforms.mm2_rest import ConnectRestMirrorMaker
+from kasten_bp.platforms.watchdog_process import start_watchdog, stop_watchdog
 
 
 class LocalPlatform:
@@ -77,24 +76,10 @@ class LocalPlatform:
     # --- the hold's watchdog: a detached process -----------------------------------------
 
     def arm_hold(self, backup_id: str, command: list[str]) -> dict[str, Any]:
-        log = self.lab.workdir / f"hold-{backup_id}.log"
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # outlives the hook's shell and the CLI
-            )
-        return {"kind": "process", "pid": proc.pid, "log": str(log)}
+        return start_watchdog(command, self.lab.workdir / f"hold-{backup_id}.log")
 
     def disarm_hold(self, backup_id: str, handle: dict[str, Any]) -> None:
-        pid = int(handle.get("pid", 0))
-        cmdline = Path(f"/proc/{pid}/cmdline")
-        # Only a live watchdog of this backup: a pid may have been reused meanwhile.
-        with contextlib.suppress(OSError):
-            if pid > 0 and backup_id.encode() in cmdline.read_bytes():
-                os.kill(pid, signal.SIGTERM)
+        stop_watchdog(backup_id, handle)
 
     def preflight(self) -> list[str]:
         problems = []

@@ -14,7 +14,16 @@ from kasten_bp.lab.lab import Lab
 
 from .helpers import LabHandle
 
-pytestmark = pytest.mark.integration
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration needs real services: mark it `integration`, so
+    `-m "not integration"` leaves them all out. (A `pytestmark` in a conftest does nothing:
+    pytest reads it from test modules only.)"""
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from kasten_bp.config import Config, ConnectConfig, KafkaEndpoint, write_config
+from kasten_bp.config import (
+    Config,
+    ConnectConfig,
+    KafkaEndpoint,
+    LocalPlatformConfig,
+    ReplicationConfig,
+    write_config,
+)
 from kasten_bp.connect import ConnectClient
 from kasten_bp.kafka import admin
 from kasten_bp.lab import mm2
@@ -44,14 +51,24 @@ def docker_lab(docker_services: object, tmp_path_factory: pytest.TempPathFactory
     with ConnectClient(CONNECT_OUT) as client:
         for name, cls in zip(mm2.connector_names(), mm2.CONNECTOR_CLASSES, strict=True):
             client.put_config(name, mm2.connector_config(cls, PRIMARY_IN, MIRROR_IN, 1, "identity"))
-    path = tmp_path_factory.mktemp("docker-lab") / "kasten-bp.yaml"
-    write_config(
-        Config(
-            primary=KafkaEndpoint(bootstrap=PRIMARY_OUT),
-            mirror=KafkaEndpoint(bootstrap=MIRROR_OUT),
-            connect=ConnectConfig(url=CONNECT_OUT, connectors=mm2.connector_names()),
-            catalog=str(path.parent / "catalog"),
-        ),
-        path,
-    )
+    workdir = tmp_path_factory.mktemp("docker-lab")
+    path = workdir / "kasten-bp.yaml"
+    write_config(docker_lab_config(workdir), path)
     return LabHandle(None, path)
+
+
+def docker_lab_config(workdir: Path) -> Config:
+    """The config `kasten-bp lab up` writes (kasten_bp.lab.lab.Lab._write_config), every
+    section of it, for the compose lab: the same connectors, the identity replication
+    policy they were created with, and a `local` section. Its lab_dir holds the run lock
+    and restored clusters; the brokers there are containers, not lab processes, so a
+    backup's preflight reports "no lab in <dir>" instead of the config failing to load."""
+    return Config(
+        platform="local",
+        primary=KafkaEndpoint(bootstrap=PRIMARY_OUT),
+        mirror=KafkaEndpoint(bootstrap=MIRROR_OUT),
+        connect=ConnectConfig(url=CONNECT_OUT, connectors=mm2.connector_names()),
+        replication=ReplicationConfig(policy="identity", source_alias=mm2.SOURCE_ALIAS),
+        catalog=str(workdir / "catalog"),
+        local=LocalPlatformConfig(lab_dir=str(workdir)),
+    )

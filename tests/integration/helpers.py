@@ -33,7 +33,7 @@ class LabHandle:
 
 def partition_records(bootstrap: str, topic: str, partition: int) -> list[Record]:
     ((low, high),) = admin.watermarks(bootstrap, [(topic, partition)]).values()
-    return reading.read_range(bootstrap, topic, partition, low, high)
+    return reading.read_ranges(bootstrap, {(topic, partition): (low, high)})[(topic, partition)]
 
 
 def contents(records: list[Record]) -> list[tuple]:
@@ -137,4 +137,8 @@ def assert_mirror_running(lab: LabHandle) -> None:
     )
     with ConnectClient(lab.config.connect.url) as client:
         for name in lab.config.connect.connectors:
-            wait_for(f"connector {name} RUNNING", lambda name=name: client.all_running(name), 60)
+
+            def running(name: str = name) -> bool:
+                return client.all_running(name)
+
+            wait_for(f"connector {name} RUNNING", running, 60)

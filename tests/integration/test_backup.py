@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,13 @@ from typing import Any
 import pytest
 
 from kasten_bp.backup import Backups
+from kasten_bp.catalog.base import backup_key
 from kasten_bp.connect import ConnectClient
 from kasten_bp.kafka import admin, producing
 from kasten_bp.platforms.local import LocalPlatform
 from kasten_bp.records import Record
+from kasten_bp.waiting import wait_for
+from kasten_bp.workflow.journal import DeferredRecord, Journal, StepRecord
 
 from .helpers import (
     BackgroundProducer,
@@ -69,10 +73,21 @@ def test_consistent_backup_under_writes_restores_and_verifies(
     with BackgroundProducer(lab.primary, topic, rate=150) as writer:
         result = cli_json(lab, "backup")
     assert result["status"] == "COMPLETED" and result["mode"] == "consistent"
-    assert [s["name"] for s in result["steps"]][:3] == [
+    assert [s["name"] for s in result["steps"]] == [
         "preflight",
+        "discover_topics",
         "pause_mirrormaker",
         "wait_caught_up",
+        "capture_heads",
+        "stop_brokers",
+        "snapshot_volumes",
+        "start_brokers",  # deferred, newest first
+        "resume_mirrormaker",
+        "confirm_replication",
+    ]
+    assert [s["name"] for s in result["steps"] if s["deferred"]] == [
+        "start_brokers",
+        "resume_mirrormaker",
     ]
     assert all(s["status"] == "done" for s in result["steps"])
     assert result["downtime_seconds"] > 0 and result["mirror_unavailable_seconds"] > 0
@@ -149,31 +164,98 @@ def test_verify_catches_a_duplicated_record_and_a_missing_topic(
     assert missing == [0, 1, 2]
 
 
-def test_hot_backup_gives_an_honest_report(
+class _WritesLandBeforeTheCopy:
+    """An engine listener for a hot backup: once the heads are captured, and before the
+    volumes are copied, it waits until MM2 (never stopped in hot mode) has put records on
+    every partition of `topic` past the manifest's end. The copy is then certain to hold
+    writes the manifest does not, rather than by luck of timing."""
+
+    def __init__(self, lab: LabHandle, topic: str) -> None:
+        self.lab = lab
+        self.topic = topic
+        self.mirror_ends: dict[int, int] = {}
+
+    def step_started(self, journal: Journal, record: StepRecord | DeferredRecord) -> None:
+        return None
+
+    def run_state(self, journal: Journal) -> None:
+        return None
+
+    def step_finished(self, journal: Journal, record: StepRecord | DeferredRecord) -> None:
+        if not isinstance(record, StepRecord) or record.name != "capture_heads":
+            return
+        if record.error is not None:
+            return
+        manifest = Backups(self.lab.config).catalog.read_json(
+            backup_key(journal.backup_id, "manifest.json")
+        )
+        assert manifest is not None
+        ends = {
+            p["partition"]: p["end_offset"]
+            for p in manifest["partitions"]
+            if p["topic"] == self.topic
+        }
+        assert len(ends) == 3, ends
+
+        def landed() -> bool:
+            marks = admin.watermarks(self.lab.mirror, [(self.topic, p) for p in ends])
+            self.mirror_ends = {p: marks[(self.topic, p)][1] for p in ends}
+            return all(self.mirror_ends[p] > end for p, end in ends.items())
+
+        wait_for(f"new records of {self.topic} on the mirror after the heads", landed, 120)
+
+
+def test_hot_backup_of_a_mirror_under_writes_reports_the_torn_cut(
     lab: LabHandle, topic: str, restored_clusters: list[str]
 ) -> None:
-    seed(lab, topic)
-    with BackgroundProducer(lab.primary, topic, rate=200) as writer:
-        result = cli_json(lab, "backup", "--mode", "hot")
-        assert result["status"] == "COMPLETED" and result["mode"] == "hot"
-        assert result["downtime_seconds"] is None  # MM2 was never stopped
-        backup_id = result["backup_id"]
-        restored_clusters.append(backup_id)
-        cli_json(lab, "restore", backup_id)
-    report = cli(lab, "verify", backup_id, "--output", "json")
-    assert report.returncode in (0, 1)
-    data = json.loads(report.stdout)
-    assert data["verdict"] == ("consistent" if report.returncode == 0 else "inconsistent")
-    ours = [p for p in data["partitions"] if p["topic"] == topic]
-    assert len(ours) == 3 and all(
-        p["status"] in ("consistent", "behind", "divergent", "missing") for p in ours
-    )
-    assert_all_mirrored(lab, topic, writer.acked)
+    """A hot copy is taken while MM2 writes: partitions written between the capture of the
+    heads and the copy restore past the manifest, and verify must say so; partitions
+    nobody wrote to restore exactly as captured."""
+    seed(lab, topic)  # `topic` is quiet during the backup
+    busy = f"busy-{uuid.uuid4().hex[:8]}"
+    admin.create_topic(lab.primary, busy, 3)
+    seed(lab, busy)
+    landing = _WritesLandBeforeTheCopy(lab, busy)
+    with BackgroundProducer(lab.primary, busy, rate=200) as writer:
+        result = Backups(lab.config, [landing]).backup("hot")
+    assert result["status"] == "COMPLETED" and result["mode"] == "hot"
+    assert result["downtime_seconds"] is None  # MM2 was never stopped
+    backup_id = result["backup_id"]
+    manifest_ends = {
+        (p["topic"], p["partition"]): p["end_offset"]
+        for p in result["manifest"]["partitions"]
+        if p["topic"] in (topic, busy)
+    }
+    assert len(manifest_ends) == 6
+    cli_json(lab, "restore", backup_id)
+    restored_clusters.append(backup_id)
+
+    outcome = cli(lab, "verify", backup_id, "--output", "json")
+    report = json.loads(outcome.stdout)
+    assert outcome.returncode == 1 and report["verdict"] == "inconsistent"
+    ours = {(p["topic"], p["partition"]): p for p in report["partitions"]}
+    for partition in range(3):
+        written = ours[(busy, partition)]
+        manifest_end = manifest_ends[(busy, partition)]
+        # The copy holds at least what was on the mirror when the writes had landed.
+        assert written["restored_end_offset"] >= landing.mirror_ends[partition] > manifest_end
+        assert written["manifest_end_offset"] == manifest_end
+        assert written["status"] == "divergent" and written["heads_match_manifest"] is False
+        assert written["detail"] == (
+            f"restored end offset {written['restored_end_offset']} != manifest {manifest_end}"
+        )
+        quiet = ours[(topic, partition)]
+        assert quiet["status"] == "consistent", quiet
+        assert quiet["heads_match_manifest"] is True and quiet["records_behind"] == 0
+        assert quiet["restored_end_offset"] == manifest_ends[(topic, partition)]
+    # MM2 kept replicating through the backup and lost nothing.
+    assert_all_mirrored(lab, busy, writer.acked)
 
 
 def test_dry_run_checks_and_changes_nothing(lab: LabHandle) -> None:
+    assert lab.lab is not None
     before = Backups(lab.config).store.all()
-    pids = [b.handle.pid() for b in lab.lab.require_state().mirror.brokers] if lab.lab else []
+    pids = [b.handle.pid() for b in lab.lab.require_state().mirror.brokers]
     plan = cli_json(lab, "backup", "--dry-run")
     assert (
         plan["dry_run"] is True
@@ -181,11 +263,7 @@ def test_dry_run_checks_and_changes_nothing(lab: LabHandle) -> None:
         and "snapshot_volumes" in plan["plan"]
     )
     assert Backups(lab.config).store.all() == before
-    assert (
-        [b.handle.pid() for b in lab.lab.require_state().mirror.brokers] == pids
-        if lab.lab
-        else True
-    )
+    assert [b.handle.pid() for b in lab.lab.require_state().mirror.brokers] == pids
     with ConnectClient(lab.config.connect.url) as client:
         assert all(client.state(n) == "RUNNING" for n in lab.config.connect.connectors)
 

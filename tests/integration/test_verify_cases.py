@@ -1,8 +1,9 @@
 """`verify` on harder topics (transactions, compaction, the default replication policy)
-and on damaged snapshots (a torn tail, a changed value)."""
+and on damaged snapshots (a torn tail, a changed value, a record lost mid-window)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,8 @@ from kasten_bp.platforms.local import LocalPlatform
 from kasten_bp.records import Record
 
 from .helpers import LabHandle, wait_mirrored
-from .snapshot_surgery import doctor, replace_bytes, truncate_tail
-from .test_backup import cli_json
+from .snapshot_surgery import RemoveRecord, doctor, replace_bytes, truncate_tail
+from .test_backup import cli, cli_json
 
 pytestmark = pytest.mark.integration
 
@@ -80,14 +81,15 @@ def test_transactional_and_compacted_topics_verify_consistent(
     assert report["verdict"] == "consistent"
 
 
-def _backup_with_known_values(lab: LabHandle) -> tuple[str, str]:
+def _backup_with_known_values(lab: LabHandle, count: int = 200) -> tuple[str, str]:
+    """Record i goes to partition i % 2 with value VALUE-{i:05d}-ORIGINAL."""
     topic = f"dmg-{uuid.uuid4().hex[:8]}"
     admin.create_topic(lab.primary, topic, 2)
     producing.produce(
         lab.primary,
         [
             Record(topic, i % 2, -1, 0, f"k{i}".encode(), f"VALUE-{i:05d}-ORIGINAL".encode(), ())
-            for i in range(200)
+            for i in range(count)
         ],
     )
     wait_mirrored(lab.primary, lab.mirror, topic)
@@ -127,6 +129,28 @@ def test_verify_catches_a_changed_value(lab: LabHandle, restored_ids: list[str])
     ]
     assert [(p["topic"], p["partition"]) for p in bad] == [(topic, 0)]
     assert bad[0]["status"] == "divergent" and "differ" in bad[0]["detail"]
+
+
+def test_verify_catches_a_record_missing_inside_the_head_window(
+    lab: LabHandle, restored_ids: list[str]
+) -> None:
+    # 40 records a partition, all inside the default head window of 64.
+    topic, backup_id = _backup_with_known_values(lab, count=80)
+    holed = f"{backup_id}-hole"
+    # Record 41 is partition 1's 21st of 40. The mirror lost it before the heads were
+    # captured, so the manifest agrees with the snapshot: the restored head equals the
+    # manifest, its 39 records all appear in order on the primary, yet not as a run.
+    lost = RemoveRecord(topic, 1, b"VALUE-00041-ORIGINAL")
+    doctor(Backups(lab.config), backup_id, holed, lost, lost.record_in_manifest)
+    cli_json(lab, "restore", holed)
+    restored_ids.append(holed)
+    result = cli(lab, "verify", holed, "--output", "json")
+    report = json.loads(result.stdout)
+    statuses = {(p["topic"], p["partition"]): p for p in report["partitions"]}
+    assert statuses[(topic, 1)]["heads_match_manifest"] is True  # the surgery is as meant
+    assert statuses[(topic, 1)]["status"] == "divergent", statuses[(topic, 1)]
+    assert statuses[(topic, 0)]["status"] == "consistent", statuses[(topic, 0)]
+    assert result.returncode == 1 and report["verdict"] == "inconsistent"
 
 
 @pytest.fixture(scope="module")
