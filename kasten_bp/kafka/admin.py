@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from kasten_bp.errors import KastenBpError, UsageError
+from kasten_bp.errors import KastenBpError, TemporaryError, UsageError
 from kasten_bp.kafka import clients
 from kasten_bp.kafka.retries import kafka_retry
+from kasten_bp.transience import is_temporary
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,10 @@ def describe_partitions(bootstrap: str, timeout: float = 10.0) -> list[Partition
     out = []
     for topic in md.topics.values():
         if topic.error is not None:
-            raise KastenBpError(f"topic {topic.topic} on {bootstrap}: {topic.error}")
+            # A leader being elected after brokers restart is "not yet" to a health wait.
+            temporary = is_temporary(KafkaException(topic.error))
+            error = TemporaryError if temporary else KastenBpError
+            raise error(f"topic {topic.topic} on {bootstrap}: {topic.error}")
         for p in topic.partitions.values():
             out.append(
                 PartitionState(str(topic.topic), p.id, p.leader, tuple(p.replicas), tuple(p.isrs))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from kasten_bp.connect import STOPPED, ConnectClient
-from kasten_bp.errors import KastenBpError
-from kasten_bp.waiting import StopWaiting, wait_for
+from kasten_bp.errors import KastenBpError, PermanentError
+from kasten_bp.waiting import wait_for
 
 
 class ConnectRestMirrorMaker:
@@ -37,7 +37,7 @@ class ConnectRestMirrorMaker:
                 def reached(name: str = name, state: str = state) -> bool:
                     trace = client.failed_trace(name)
                     if trace:
-                        raise StopWaiting(f"connector {name} failed: {trace}")
+                        raise PermanentError(f"connector {name} failed: {trace}")
                     if state == "RUNNING":
                         return client.all_running(name)
                     return client.state(name) == state

@@ -8,27 +8,28 @@ Volumes: the PVCs of its volumeClaimTemplates, `<template>-<statefulset>-<ordina
 
 MM2 (`kubernetes.mirrormaker` set): scaled to 0 and back to exactly the recorded replicas.
 When the Connect REST API (`connect.url`) answers, the connectors are also stopped through
-it first, so their source offsets are committed and can be read for the catch-up proof;
-without it the offsets cannot be known and `source_offsets` says so. Without
-`kubernetes.mirrormaker`, MM2 is controlled through Connect REST only.
+it first, so their source offsets are committed. MM2's committed offsets are read from
+Connect REST whenever it answers; while MM2 is scaled to 0 they cannot move, so the ones
+read as it stopped stand in (said so in the log), and without those they are unknown and
+`source_offsets` says so. Without `kubernetes.mirrormaker`, MM2 is controlled through
+Connect REST only.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from kasten_bp.config import Config
 from kasten_bp.connect import ConnectClient
-from kasten_bp.errors import KastenBpError, UsageError
+from kasten_bp.errors import KastenBpError, TemporaryError, UsageError
 from kasten_bp.manifest import Manifest, SnapshotRef
-from kasten_bp.platforms import kube as k
-from kasten_bp.platforms.base import BrokerInfo, MirrorMakerControl
-from kasten_bp.platforms.kube import Access, ExecUnavailable, Kube, Volume
+from kasten_bp.platforms.base import BrokerInfo
+from kasten_bp.platforms.kube import resources as r
+from kasten_bp.platforms.kube.api import Kube, NotFound
+from kasten_bp.platforms.kube.platform import KubePlatform
+from kasten_bp.platforms.kube.restore import restore_pvcs
+from kasten_bp.platforms.kube.snapshots import Volume, pvc_template
 from kasten_bp.platforms.mm2_rest import ConnectRestMirrorMaker
-from kasten_bp.platforms.strimzi import kube_config
 from kasten_bp.waiting import announce, wait_for
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,10 @@ ORIGINAL_REPLICAS = "kasten-bp.io/original-replicas"
 WORKLOAD_PREFIX = "workload:"
 
 
-def _ready(pod: dict[str, Any]) -> bool:
-    return not pod["metadata"].get("deletionTimestamp") and k.condition_true(pod, "Ready")
-
-
 class Workload:
     """A Deployment or StatefulSet that is scaled to 0 and back to its recorded replicas."""
 
-    def __init__(self, kube: Kube, namespace: str, resource: k.Resource, name: str) -> None:
+    def __init__(self, kube: Kube, namespace: str, resource: r.Resource, name: str) -> None:
         self.kube = kube
         self.namespace = namespace
         self.resource = resource
@@ -64,11 +61,19 @@ class Workload:
         value = (self.get()["metadata"].get("annotations") or {}).get(ORIGINAL_REPLICAS)
         return int(value) if value is not None else None
 
-    def pods(self) -> list[dict[str, Any]]:
+    def original(self) -> int:
+        """The replicas it runs with when not stopped by us."""
+        recorded = self.recorded()
+        return recorded if recorded is not None else self.replicas()
+
+    def selector(self) -> dict[str, str]:
         selector = ((self.get().get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         if not selector:
             raise UsageError(f"{self.label} has no spec.selector.matchLabels")
-        return self.kube.find(k.PODS, self.namespace, selector)
+        return dict(selector)
+
+    def pods(self) -> list[dict[str, Any]]:
+        return self.kube.find(r.PODS, self.namespace, self.selector())
 
     def scale_down(self, timeout: float) -> int:
         """Record the replicas (once), scale to 0, wait until no pod is left."""
@@ -84,7 +89,7 @@ class Workload:
         def gone() -> bool:
             left = [f"pod {self.namespace}/{p['metadata']['name']}" for p in self.pods()]
             if left:
-                raise _NotYet("still there: " + ", ".join(sorted(left)))
+                raise TemporaryError("still there: " + ", ".join(sorted(left)))
             return True
 
         wait_for(f"the pods of {self.label} to be gone", gone, timeout)
@@ -92,18 +97,15 @@ class Workload:
 
     def scale_up(self, timeout: float, replicas: int | None = None) -> int:
         """Back to exactly the recorded replicas (or `replicas`); wait until all are Ready."""
-        target = replicas if replicas is not None else self.recorded()
-        if target is None:
-            target = self.replicas()
+        target = replicas if replicas is not None else self.original()
         self.kube.patch(self.resource, self.namespace, self.name, {"spec": {"replicas": target}})
         announce(f"{self.label}: scaled to {target}")
 
         def ready() -> bool:
-            obj = self.get()
-            status = obj.get("status") or {}
-            pods = [p for p in self.pods() if _ready(p)]
+            status = self.get().get("status") or {}
+            pods = [p for p in self.pods() if r.pod_ready(p)]
             if len(pods) < target or int(status.get("readyReplicas") or 0) < target:
-                raise _NotYet(f"{len(pods)}/{target} pods Ready")
+                raise TemporaryError(f"{len(pods)}/{target} pods Ready")
             return True
 
         wait_for(f"{self.label} to have {target} Ready replicas", ready, timeout)
@@ -112,7 +114,7 @@ class Workload:
 
 
 def find_workload(kube: Kube, namespace: str, name: str) -> Workload:
-    for resource in (k.DEPLOYMENTS, k.STATEFULSETS):
+    for resource in (r.DEPLOYMENTS, r.STATEFULSETS):
         if kube.get_optional(resource, namespace, name) is not None:
             return Workload(kube, namespace, resource, name)
     raise UsageError(f"no deployment or statefulset {namespace}/{name} (kubernetes.mirrormaker)")
@@ -126,7 +128,10 @@ class ScaledMirrorMaker:
         self.namespace = namespace
         self.name = name
         self.rest = rest
-        self._offsets: dict[tuple[str, int], int] | None = None
+        # MM2's committed offsets as read when this run stopped it: they stand in for the
+        # real ones only while no worker runs (nothing can move them then).
+        self._at_stop: dict[tuple[str, int], int] | None = None
+        self._said_stand_in = False
 
     def workload(self) -> Workload:
         return find_workload(self.kube, self.namespace, self.name)
@@ -142,8 +147,7 @@ class ScaledMirrorMaker:
     def connector_states(self) -> dict[str, str]:
         """The workload's replicas (key `workload:<ns>/<name>`) and, when REST answers, the
         connectors' states: everything `restore` needs to put back."""
-        workload = self.workload()
-        states = {self.key: str(workload.recorded() or workload.replicas())}
+        states = {self.key: str(self.workload().original())}
         if self._rest_up():
             states.update(self.rest.connector_states())
         return states
@@ -152,7 +156,7 @@ class ScaledMirrorMaker:
         connectors = [n for n in names if not n.startswith(WORKLOAD_PREFIX)]
         if connectors and self._rest_up():
             self.rest.stop(connectors, timeout)
-            self._offsets = self.rest.source_offsets()
+            self._at_stop = self.rest.source_offsets()
         self.workload().scale_down(timeout)
 
     def restore(self, states: dict[str, str], timeout: float) -> None:
@@ -164,94 +168,63 @@ class ScaledMirrorMaker:
             self.rest.restore(connectors, timeout)
 
     def source_offsets(self) -> dict[tuple[str, int], int]:
-        if self._offsets is not None:
-            return self._offsets
-        try:
+        """MM2's committed offsets from Connect REST whenever it answers; while the workload
+        is scaled to 0, the ones read as this run stopped it."""
+        if self._rest_up():
             return self.rest.source_offsets()
-        except KastenBpError as exc:
-            raise KastenBpError(
-                f"MM2 in {self.namespace}/{self.name} is scaled down and Connect REST "
-                f"{self.rest.url} did not answer before it was: its committed source offsets "
-                f"are unknown ({exc}); make connect.url reachable or use --mode hot"
-            ) from None
-
-
-class StatefulSetPlatform:
-    name = "statefulset"
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.k8s = kube_config(config)
-        self.namespace = self.k8s.namespace
-        self.sts = self.k8s.cluster
-        self.kube = Kube.from_config(self.k8s)
-        rest = ConnectRestMirrorMaker(config.connect.url, config.connect.connectors)
-        self.mirrormaker: MirrorMakerControl = (
-            ScaledMirrorMaker(self.kube, self.namespace, self.k8s.mirrormaker, rest)
-            if self.k8s.mirrormaker
-            else rest
+        workload = self.workload()
+        if self._at_stop is not None and workload.replicas() == 0:
+            if not self._said_stand_in:
+                log.warning(
+                    "Connect REST %s does not answer while %s is scaled to 0: using MM2's "
+                    "committed source offsets as read when it was stopped",
+                    self.rest.url,
+                    workload.label,
+                )
+                self._said_stand_in = True
+            return self._at_stop
+        raise KastenBpError(
+            f"MM2's committed source offsets are unknown: Connect REST {self.rest.url} "
+            f"(connect.url) does not answer and {workload.label} was not stopped by this run "
+            "with REST answering; make connect.url reachable or use --mode hot"
         )
 
-    @property
-    def label(self) -> str:
-        return f"statefulset {self.namespace}/{self.sts}"
+
+class StatefulSetPlatform(KubePlatform):
+    name = "statefulset"
+
+    cluster_kind = "statefulset"
+
+    def managed_mirrormaker(self, name: str) -> ScaledMirrorMaker:
+        return ScaledMirrorMaker(self.kube, self.namespace, name, self.rest)
 
     def workload(self) -> Workload:
-        return Workload(self.kube, self.namespace, k.STATEFULSETS, self.sts)
+        return Workload(self.kube, self.namespace, r.STATEFULSETS, self.cluster)
 
     def _sts(self) -> dict[str, Any]:
         try:
-            return self.kube.get(k.STATEFULSETS, self.namespace, self.sts)
-        except k.NotFound:
+            return self.workload().get()
+        except NotFound:
             raise UsageError(f"{self.label} not found (kubernetes.cluster)") from None
 
-    @contextmanager
-    def lock(self, owner: str) -> Iterator[None]:
-        with k.lease_lock(self.kube, self.namespace, k.dns_name("kasten-bp", self.sts), owner):
-            yield
-
-    def required_access(self) -> list[Access]:
-        needs = [
-            Access("get", k.LEASES),
-            Access("create", k.LEASES),
-            Access("update", k.LEASES),
-            Access("get", k.STATEFULSETS),
-            Access("patch", k.STATEFULSETS),
-            Access("list", k.PODS),
-            Access("create", k.PODS, "exec"),
-            Access("list", k.PVCS),
-            Access("create", k.SNAPSHOTS),
-            Access("get", k.SNAPSHOTS),
-            Access("list", k.SNAPSHOTS),
-            Access("delete", k.SNAPSHOTS),
-            Access("get", k.SNAPSHOT_CONTENTS, cluster_scoped=True),
-        ]
-        if self.k8s.group_snapshot_class:
-            needs += [
-                Access("create", k.GROUP_SNAPSHOTS),
-                Access("get", k.GROUP_SNAPSHOTS),
-                Access("list", k.GROUP_SNAPSHOTS),
-                Access("delete", k.GROUP_SNAPSHOTS),
-                Access("get", k.PVS, cluster_scoped=True),
-                Access("get", k.GROUP_SNAPSHOT_CONTENTS, cluster_scoped=True),
-            ]
-        if self.k8s.mirrormaker:
-            needs += [
-                Access("get", k.DEPLOYMENTS),
-                Access("patch", k.DEPLOYMENTS),
-                Access("get", k.STATEFULSETS),
-                Access("patch", k.STATEFULSETS),
-            ]
+    def cluster_access(self) -> list[r.Access]:
+        needs = (
+            r.access(r.STATEFULSETS, "get", "patch")
+            + r.access(r.PODS, "list")
+            + r.access(r.PVCS, "list")
+        )
+        if self.k8s.mirrormaker:  # a Deployment or a StatefulSet
+            needs += r.access(r.DEPLOYMENTS, "get", "patch")
         return needs
 
+    def cluster_restore_access(self) -> list[r.Access]:
+        return []  # the PVCs only: installing the chart starts the brokers
+
     def preflight(self) -> list[str]:
-        crds = [k.SNAPSHOTS, k.SNAPSHOT_CONTENTS]
-        if self.k8s.group_snapshot_class:
-            crds.append(k.GROUP_SNAPSHOTS)
-        problems = self.kube.check(self.required_access(), self.namespace, crds)
+        problems = self.check_access()
         if problems:
             return problems
-        if self.kube.get_optional(k.STATEFULSETS, self.namespace, self.sts) is None:
+        if self.kube.get_optional(r.STATEFULSETS, self.namespace, self.cluster) is None:
             return [f"{self.label} not found (kubernetes.cluster)"]
         if not self.volumes():
             problems.append(f"{self.label} has no volumeClaimTemplates PVCs to snapshot")
@@ -260,7 +233,7 @@ class StatefulSetPlatform:
                 find_workload(self.kube, self.namespace, self.k8s.mirrormaker)
             except UsageError as exc:
                 problems.append(str(exc))
-        return problems
+        return problems + self.snapshot_class_problems()
 
     def mirror_cluster_id(self) -> str:
         from kasten_bp.kafka import clients
@@ -269,145 +242,75 @@ class StatefulSetPlatform:
         description = client.describe_cluster(request_timeout=10).result(timeout=15)
         return str(description.cluster_id or "")
 
-    def _replicas(self) -> int:
-        sts = self._sts()
-        recorded = (sts["metadata"].get("annotations") or {}).get(ORIGINAL_REPLICAS)
-        return (
-            int(recorded)
-            if recorded is not None
-            else int((sts.get("spec") or {}).get("replicas", 1))
-        )
-
     def volumes(self) -> list[Volume]:
         sts = self._sts()
         templates = [
             t["metadata"]["name"] for t in (sts.get("spec") or {}).get("volumeClaimTemplates") or []
         ]
-        pvcs = {p["metadata"]["name"]: p for p in self.kube.find(k.PVCS, self.namespace)}
+        pvcs = {p["metadata"]["name"]: p for p in self.kube.find(r.PVCS, self.namespace)}
         vols = []
-        for ordinal in range(self._replicas()):
+        for ordinal in range(self.workload().original()):
             for template in templates:
-                name = f"{template}-{self.sts}-{ordinal}"
-                pvc = pvcs.get(name)
+                pvc = pvcs.get(f"{template}-{self.cluster}-{ordinal}")
                 if pvc is None:
                     continue
                 details = {
-                    "statefulset": self.sts,
+                    "statefulset": self.cluster,
                     "template": template,
                     "ordinal": ordinal,
-                    "pod": f"{self.sts}-{ordinal}",
-                    "pvc_template": k.pvc_template(pvc, tuple(pvc["metadata"].get("labels") or {})),
+                    "pod": f"{self.cluster}-{ordinal}",
+                    "pvc_template": pvc_template(pvc, tuple(pvc["metadata"].get("labels") or {})),
                 }
                 vols.append(Volume(pvc, ordinal, details))
         return vols
 
     def brokers(self) -> list[BrokerInfo]:
-        pods = {p["metadata"]["name"]: p for p in self.kube.find(k.PODS, self.namespace)}
+        pods = {p["metadata"]["name"]: p for p in self.kube.find(r.PODS, self.namespace)}
         vols: dict[int, list[str]] = {}
         for v in self.volumes():
             vols.setdefault(v.broker_id, []).append(v.name)
         out = []
-        for ordinal in range(self._replicas()):
-            pod = pods.get(f"{self.sts}-{ordinal}")
-            out.append(BrokerInfo(ordinal, pod is not None and _ready(pod), vols.get(ordinal, [])))
+        for ordinal in range(self.workload().original()):
+            pod = pods.get(f"{self.cluster}-{ordinal}")
+            running = pod is not None and r.pod_ready(pod)
+            out.append(BrokerInfo(ordinal, running, vols.get(ordinal, [])))
         return out
 
     def stop_brokers(self, broker_ids: list[int], timeout: float) -> None:
         """A StatefulSet scales from the top only: all brokers are stopped."""
-        for ordinal in broker_ids:
-            pod = f"{self.sts}-{ordinal}"
-            try:
-                code, out = self.kube.exec(self.namespace, pod, None, ["sync"], min(timeout, 60))
-            except ExecUnavailable as exc:
-                message = f"{exc}; skipped `sync` (clean shutdown and unmount flush the volume)"
-                log.warning(message)
-                announce(f"warning: {message}")
-                continue
-            if code not in (0, None):
-                raise KastenBpError(
-                    f"pod {self.namespace}/{pod}: `sync` exited {code}: {out.strip()}"
-                )
+        self.flush([f"{self.cluster}-{i}" for i in broker_ids], None, timeout)
         self.workload().scale_down(timeout)
 
     def start_brokers(self, broker_ids: list[int], timeout: float) -> None:
         replicas = self.workload().scale_up(timeout)
-        from kasten_bp.kafka import admin
-
-        wait_for(
-            f"every partition of the mirror {self.config.mirror.bootstrap} to have a leader and "
-            f"a full ISR ({replicas} brokers)",
-            lambda: admin.all_partitions_healthy(self.config.mirror.bootstrap, replicas),
-            timeout,
-        )
+        self.wait_partitions_healthy(replicas, timeout)
 
     def snapshot_volumes(
         self, backup_id: str, broker_ids: list[int], timeout: float
     ) -> list[SnapshotRef]:
-        timeout = min(timeout, self.k8s.timeout_seconds)
         vols = [v for v in self.volumes() if v.broker_id in broker_ids]
-        if not vols:
-            raise KastenBpError(f"{self.label}: no PVCs of ordinals {broker_ids} to snapshot")
-        labels = {"app.kubernetes.io/instance": k.label_value(self.sts)}
-        if self.k8s.group_snapshot_class:
-            selector = ((self._sts().get("spec") or {}).get("selector") or {}).get(
-                "matchLabels"
-            ) or {}
-            details = k.group_snapshot(
-                self.kube,
-                self.namespace,
-                vols,
-                selector,
-                backup_id,
-                self.k8s.group_snapshot_class,
-                timeout,
-                labels,
-            )
-        else:
-            details = k.snapshot_volumes(
-                self.kube, self.namespace, vols, backup_id, self.k8s.snapshot_class, timeout, labels
-            )
-        return [
-            SnapshotRef(
-                broker_id=v.broker_id,
-                volume=f"{self.namespace}/{v.name}",
-                location=f"volumesnapshot/{self.namespace}/{d['snapshot']}",
-                size_bytes=int(d.get("restore_bytes") or 0),
-                details=d,
-            )
-            for v, d in zip(vols, details, strict=True)
-        ]
-
-    def delete_snapshots(self, backup_id: str) -> None:
-        for item in k.delete_backup_snapshots(self.kube, self.namespace, backup_id):
-            announce(f"deleted {item}")
+        labels = {"app.kubernetes.io/instance": r.label_value(self.cluster)}
+        return self.snapshot(backup_id, vols, self.workload().selector(), labels, timeout)
 
     def restore(self, manifest: Manifest, timeout: float) -> dict[str, Any]:
         """PVCs from the snapshots in `kubernetes.restore_namespace`, named as the
         StatefulSet there will claim them. Installing the chart (same release name) into
         that namespace then starts the restored brokers on them."""
-        target = self.k8s.restore_namespace
-        if not target or target == self.namespace:
-            raise UsageError(
-                "set kubernetes.restore_namespace to a namespace other than "
-                f"{self.namespace}: restored PVCs keep the names {self.sts}'s pods claim"
-            )
+        target = self.restore_target(f"restored PVCs keep the names {self.cluster}'s pods claim")
         timeout = min(timeout, self.k8s.timeout_seconds)
-        refs = [r.details for r in manifest.snapshots]
+        refs = [s.details for s in manifest.snapshots]
         if not refs:
             raise UsageError(f"backup {manifest.backup_id} holds no snapshots to restore")
-        pvcs = k.restore_pvcs(self.kube, target, manifest.backup_id, refs, timeout)
+        pvcs = restore_pvcs(self.kube, target, manifest.backup_id, refs, timeout)
+        replicas = len({int(d.get("ordinal", 0)) for d in refs})
         return {
             "bootstrap": self.k8s.restored_bootstrap
-            or f"{self.sts}-0.{self.sts}-headless.{target}.svc:9092",
+            or f"{self.cluster}-0.{self.cluster}-headless.{target}.svc:9092",
             "namespace": target,
             "pvcs": pvcs,
-            "statefulset": self.sts,
-            "replicas": len({int(r.get("ordinal", 0)) for r in refs}),
+            "statefulset": self.cluster,
+            "replicas": replicas,
             "backup_id": manifest.backup_id,
-            "next": f"install the Kafka chart as {self.sts} with "
-            f"{len({int(r.get('ordinal', 0)) for r in refs})} replicas into namespace {target}",
+            "next": f"install the Kafka chart as {self.cluster} with {replicas} replicas "
+            f"into namespace {target}",
         }
-
-
-class _NotYet(Exception):
-    """A probe's reason for "not yet", named by the timeout."""

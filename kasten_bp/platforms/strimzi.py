@@ -25,18 +25,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from kasten_bp.config import Config, KubernetesConfig
-from kasten_bp.errors import KastenBpError, UsageError
+from kasten_bp.errors import KastenBpError, PermanentError, TemporaryError, UsageError
 from kasten_bp.manifest import Manifest, SnapshotRef
-from kasten_bp.platforms import kube as k
-from kasten_bp.platforms.base import BrokerInfo, MirrorMakerControl
-from kasten_bp.platforms.kube import Access, ExecUnavailable, Kube, Volume
+from kasten_bp.platforms.base import BrokerInfo
+from kasten_bp.platforms.kube import resources as r
+from kasten_bp.platforms.kube.api import Kube, NotFound
+from kasten_bp.platforms.kube.platform import KubePlatform
+from kasten_bp.platforms.kube.restore import restore_pvcs
+from kasten_bp.platforms.kube.snapshots import Volume, pvc_template
 from kasten_bp.platforms.mm2_rest import ConnectRestMirrorMaker
-from kasten_bp.waiting import StopWaiting, announce, wait_for
+from kasten_bp.waiting import announce, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,6 @@ CONNECTOR_FIELDS = {
     "MirrorHeartbeatConnector": "heartbeatConnector",
 }
 _META_DROP = ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation")
-
-
-def kube_config(config: Config) -> KubernetesConfig:
-    if config.kubernetes is None:
-        raise UsageError(f"config has platform {config.platform} but no `kubernetes:` section")
-    return config.kubernetes
 
 
 def parse_node(pvc_name: str, cluster: str, pool: str) -> tuple[int, int | None] | None:
@@ -101,8 +95,8 @@ class StrimziMirrorMaker:
 
     def _get(self) -> dict[str, Any]:
         try:
-            return self.kube.get(k.MIRRORMAKER2S, self.namespace, self.name)
-        except k.NotFound:
+            return self.kube.get(r.MIRRORMAKER2S, self.namespace, self.name)
+        except NotFound:
             raise UsageError(f"{self.label} not found (kubernetes.mirrormaker)") from None
 
     def _connectors(self, mm2: dict[str, Any]) -> dict[str, tuple[int, str]]:
@@ -151,7 +145,7 @@ class StrimziMirrorMaker:
             ops.append(
                 {"op": "add", "path": f"/spec/mirrors/{i}/{field}/state", "value": state.lower()}
             )
-        self.kube.patch(k.MIRRORMAKER2S, self.namespace, self.name, ops, content_type=k.JSON_PATCH)
+        self.kube.patch(r.MIRRORMAKER2S, self.namespace, self.name, ops, content_type=r.JSON_PATCH)
         announce(f"{self.label}: set connectors {states}")
 
         def reached() -> bool:
@@ -167,7 +161,7 @@ class StrimziMirrorMaker:
                 connector = (st.get("connector") or {}).get("state")
                 tasks = st.get("tasks") or []
                 if connector == "FAILED" or any(t.get("state") == "FAILED" for t in tasks):
-                    raise StopWaiting(f"{self.label}: connector {name} FAILED")
+                    raise PermanentError(f"{self.label}: connector {name} FAILED")
                 if connector != state.upper():
                     return False
                 if state.upper() == "RUNNING" and any(t.get("state") != "RUNNING" for t in tasks):
@@ -194,27 +188,15 @@ class StrimziMirrorMaker:
             ) from None
 
 
-class StrimziPlatform:
+class StrimziPlatform(KubePlatform):
     name = "strimzi"
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.k8s = kube_config(config)
-        self.namespace = self.k8s.namespace
-        self.cluster = self.k8s.cluster
-        self.kube = Kube.from_config(self.k8s)
-        rest = ConnectRestMirrorMaker(config.connect.url, config.connect.connectors)
-        self.mirrormaker: MirrorMakerControl = (
-            StrimziMirrorMaker(self.kube, self.namespace, self.k8s.mirrormaker, rest)
-            if self.k8s.mirrormaker
-            else rest
-        )
+    cluster_kind = "kafka"
+
+    def managed_mirrormaker(self, name: str) -> StrimziMirrorMaker:
+        return StrimziMirrorMaker(self.kube, self.namespace, name, self.rest)
 
     # --- names ----------------------------------------------------------------------
-
-    @property
-    def label(self) -> str:
-        return f"kafka {self.namespace}/{self.cluster}"
 
     @property
     def selector(self) -> dict[str, str]:
@@ -222,74 +204,50 @@ class StrimziPlatform:
 
     @property
     def podset_record(self) -> str:
-        return k.dns_name("kasten-bp", self.cluster, "podsets")
+        return r.dns_name("kasten-bp", self.cluster, "podsets")
 
     def _kafka(self, namespace: str | None = None) -> dict[str, Any]:
         ns = namespace or self.namespace
         try:
-            return self.kube.get(k.KAFKAS, ns, self.cluster)
-        except k.NotFound:
+            return self.kube.get(r.KAFKAS, ns, self.cluster)
+        except NotFound:
             raise UsageError(f"kafka {ns}/{self.cluster} not found (kubernetes.cluster)") from None
 
-    # --- lock / preflight ---------------------------------------------------------------
+    # --- access / preflight -------------------------------------------------------------
 
-    @contextmanager
-    def lock(self, owner: str) -> Iterator[None]:
-        with k.lease_lock(self.kube, self.namespace, k.dns_name("kasten-bp", self.cluster), owner):
-            yield
-
-    def required_access(self) -> list[Access]:
-        needs = [
-            Access("get", k.LEASES),
-            Access("create", k.LEASES),
-            Access("update", k.LEASES),
-            Access("get", k.KAFKAS),
-            Access("patch", k.KAFKAS),
-            Access("list", k.NODE_POOLS),
-            Access("list", k.PODSETS),
-            Access("create", k.PODSETS),
-            Access("delete", k.PODSETS),
-            Access("list", k.PODS),
-            Access("create", k.PODS, "exec"),
-            Access("list", k.PVCS),
-            Access("get", k.CONFIGMAPS),
-            Access("create", k.CONFIGMAPS),
-            Access("update", k.CONFIGMAPS),
-            Access("delete", k.CONFIGMAPS),
-        ]
-        if self.k8s.group_snapshot_class:
-            needs += [
-                Access("create", k.GROUP_SNAPSHOTS),
-                Access("get", k.GROUP_SNAPSHOTS),
-                Access("list", k.GROUP_SNAPSHOTS),
-                Access("delete", k.GROUP_SNAPSHOTS),
-                Access("get", k.PVS, cluster_scoped=True),
-                Access("get", k.GROUP_SNAPSHOT_CONTENTS, cluster_scoped=True),
-            ]
-        needs += [
-            Access("create", k.SNAPSHOTS),
-            Access("get", k.SNAPSHOTS),
-            Access("list", k.SNAPSHOTS),
-            Access("delete", k.SNAPSHOTS),
-            Access("get", k.SNAPSHOT_CONTENTS, cluster_scoped=True),
-        ]
+    def cluster_access(self) -> list[r.Access]:
+        needs = (
+            r.access(r.KAFKAS, "get", "patch")
+            + r.access(r.NODE_POOLS, "list")
+            + r.access(r.PODSETS, "list", "get", "create", "delete")
+            + r.access(r.PODS, "list")
+            + r.access(r.PVCS, "list")
+            + r.access(r.CONFIGMAPS, "get", "create", "update", "delete")  # the podset record
+        )
         if self.k8s.mirrormaker:
-            needs += [Access("get", k.MIRRORMAKER2S), Access("patch", k.MIRRORMAKER2S)]
+            needs += r.access(r.MIRRORMAKER2S, "get", "patch")
         return needs
 
-    def required_crds(self) -> list[k.Resource]:
-        crds = [k.KAFKAS, k.NODE_POOLS, k.PODSETS, k.SNAPSHOTS, k.SNAPSHOT_CONTENTS]
-        if self.k8s.group_snapshot_class:
-            crds.append(k.GROUP_SNAPSHOTS)
+    def cluster_restore_access(self) -> list[r.Access]:
+        # Kafka and KafkaNodePools applied paused, the cluster id put into the status.
+        return (
+            r.access(r.KAFKAS, "get", "create", "patch")
+            + r.access(r.KAFKAS, "patch", sub="status")
+            + r.access(r.NODE_POOLS, "get", "create")
+            + r.access(r.PODS, "list")
+        )
+
+    def cluster_crds(self) -> list[r.Resource]:
+        crds = [r.KAFKAS, r.NODE_POOLS, r.PODSETS]
         if self.k8s.mirrormaker:
-            crds.append(k.MIRRORMAKER2S)
+            crds.append(r.MIRRORMAKER2S)
         return crds
 
     def preflight(self) -> list[str]:
-        problems = self.kube.check(self.required_access(), self.namespace, self.required_crds())
+        problems = self.check_access()
         if problems:
             return problems
-        kafka = self.kube.get_optional(k.KAFKAS, self.namespace, self.cluster)
+        kafka = self.kube.get_optional(r.KAFKAS, self.namespace, self.cluster)
         if kafka is None:
             return [f"{self.label} not found (kubernetes.cluster)"]
         annotations = kafka["metadata"].get("annotations") or {}
@@ -297,44 +255,30 @@ class StrimziPlatform:
             problems.append(f"{self.label} does not use KafkaNodePools (strimzi.io/node-pools)")
         if annotations.get("strimzi.io/kraft") not in ("enabled", None) and "kraft" in annotations:
             problems.append(f"{self.label} is not a KRaft cluster")
-        if not self.kube.find(k.NODE_POOLS, self.namespace, {CLUSTER: self.cluster}):
+        if not self.kube.find(r.NODE_POOLS, self.namespace, {CLUSTER: self.cluster}):
             problems.append(f"{self.label} has no KafkaNodePools")
         if not self.volumes():
-            problems.append(f"{self.label} has no PVCs labelled {k.labels_selector(self.selector)}")
+            problems.append(f"{self.label} has no PVCs labelled {r.labels_selector(self.selector)}")
         if self.k8s.mirrormaker and not self.kube.get_optional(
-            k.MIRRORMAKER2S, self.namespace, self.k8s.mirrormaker
+            r.MIRRORMAKER2S, self.namespace, self.k8s.mirrormaker
         ):
             problems.append(f"kafkamirrormaker2 {self.namespace}/{self.k8s.mirrormaker} not found")
-        if self.k8s.snapshot_class and not self.k8s.group_snapshot_class:
-            try:
-                if (
-                    self.kube.get_optional(k.SNAPSHOT_CLASSES, None, self.k8s.snapshot_class)
-                    is None
-                ):
-                    problems.append(f"volumesnapshotclass {self.k8s.snapshot_class} not found")
-            except UsageError:
-                pass  # may not read classes; creating the snapshot will say so
-        return problems
+        return problems + self.snapshot_class_problems()
 
     # --- brokers -------------------------------------------------------------------------
 
     def mirror_cluster_id(self) -> str:
         return str((self._kafka().get("status") or {}).get("clusterId") or "")
 
-    def _pods(self) -> dict[int, dict[str, Any]]:
-        out = {}
-        for pod in self.kube.find(k.PODS, self.namespace, self.selector):
-            labels = pod["metadata"].get("labels") or {}
-            pool = labels.get(POOL)
-            name = pod["metadata"]["name"]
-            prefix = f"{self.cluster}-{pool}-"
-            if pool and name.startswith(prefix) and name[len(prefix) :].isdigit():
-                out[int(name[len(prefix) :])] = pod
-        return out
+    def _pods(self, namespace: str | None = None) -> dict[int, dict[str, Any]]:
+        """Node id -> pod, for the pods named `<cluster>-<pool>-<id>`."""
+        pods = self.kube.find(r.PODS, namespace or self.namespace, self.selector)
+        nodes = {pod_node(p, self.cluster): p for p in pods}
+        return {node: p for node, p in nodes.items() if node is not None}
 
     def volumes(self) -> list[Volume]:
         vols = []
-        for pvc in self.kube.find(k.PVCS, self.namespace, self.selector):
+        for pvc in self.kube.find(r.PVCS, self.namespace, self.selector):
             labels = pvc["metadata"].get("labels") or {}
             pool = labels.get(POOL)
             name = pvc["metadata"]["name"]
@@ -348,7 +292,7 @@ class StrimziPlatform:
                 "node_id": node,
                 "jbod_volume_id": volume_id,
                 "pod": f"{self.cluster}-{pool}-{node}",
-                "pvc_template": k.pvc_template(pvc, (CLUSTER, KIND, POOL, "strimzi.io/name")),
+                "pvc_template": pvc_template(pvc, (CLUSTER, KIND, POOL, "strimzi.io/name")),
             }
             vols.append(Volume(pvc, node, details))
         return sorted(vols, key=lambda v: (v.broker_id, v.name))
@@ -359,41 +303,42 @@ class StrimziPlatform:
         for vol in self.volumes():
             volumes.setdefault(vol.broker_id, []).append(vol.name)
         ids = sorted(set(pods) | set(volumes))
-        return [BrokerInfo(i, i in pods and _pod_ready(pods[i]), volumes.get(i, [])) for i in ids]
+        return [BrokerInfo(i, i in pods and r.pod_ready(pods[i]), volumes.get(i, [])) for i in ids]
 
     def _pause(self, namespace: str, timeout: float) -> None:
         label = f"kafka {namespace}/{self.cluster}"
-        self.kube.set_annotation(k.KAFKAS, namespace, self.cluster, PAUSE, "true")
+        self.kube.set_annotation(r.KAFKAS, namespace, self.cluster, PAUSE, "true")
         announce(f"{label}: reconciliation paused (annotation {PAUSE}=true)")
         wait_for(
             f"{label} to have condition ReconciliationPaused=True",
-            lambda: k.condition_true(self._kafka(namespace), "ReconciliationPaused"),
+            lambda: r.condition_true(self._kafka(namespace), "ReconciliationPaused"),
             timeout,
         )
 
     def _unpause(self, namespace: str) -> None:
         kafka = self._kafka(namespace)
         if (kafka["metadata"].get("annotations") or {}).get(PAUSE) is not None:
-            self.kube.set_annotation(k.KAFKAS, namespace, self.cluster, PAUSE, None)
+            self.kube.set_annotation(r.KAFKAS, namespace, self.cluster, PAUSE, None)
             announce(f"kafka {namespace}/{self.cluster}: reconciliation resumed")
 
     def stop_brokers(self, broker_ids: list[int], timeout: float) -> None:
         self._pause(self.namespace, timeout)
-        podsets = self.kube.find(k.PODSETS, self.namespace, self.selector)
+        podsets = self.kube.find(r.PODSETS, self.namespace, self.selector)
         self._record_podsets(podsets)
-        self._flush(broker_ids, timeout)
+        pods = self._pods()
+        self.flush([pods[i]["metadata"]["name"] for i in broker_ids if i in pods], "kafka", timeout)
         for ps in podsets:
             name = ps["metadata"]["name"]
-            if self.kube.delete(k.PODSETS, self.namespace, name, propagation="Foreground"):
+            if self.kube.delete(r.PODSETS, self.namespace, name, propagation="Foreground"):
                 announce(f"deleted strimzipodset {self.namespace}/{name} (foreground)")
 
         def gone() -> bool:
             left = sorted(
                 f"pod {self.namespace}/{p['metadata']['name']}" for p in self._pods().values()
             )
-            sets = self.kube.find(k.PODSETS, self.namespace, self.selector)
+            sets = self.kube.find(r.PODSETS, self.namespace, self.selector)
             if left or sets:
-                raise _NotYet(
+                raise TemporaryError(
                     ", ".join(left + [f"strimzipodset {s['metadata']['name']}" for s in sets])
                 )
             return True
@@ -403,7 +348,7 @@ class StrimziPlatform:
     def _record_podsets(self, podsets: list[dict[str, Any]]) -> None:
         """Keep the StrimziPodSets in a ConfigMap, so they can be recreated even if the
         operator stays paused or the run crashes (never overwrite an earlier record)."""
-        existing = self.kube.get_optional(k.CONFIGMAPS, self.namespace, self.podset_record)
+        existing = self.kube.get_optional(r.CONFIGMAPS, self.namespace, self.podset_record)
         data = dict((existing or {}).get("data") or {})
         for ps in podsets:
             data.setdefault(ps["metadata"]["name"], json.dumps(clean_object(ps)))
@@ -415,62 +360,33 @@ class StrimziPlatform:
             "data": data,
         }
         if existing is None:
-            self.kube.create(k.CONFIGMAPS, self.namespace, body)
+            self.kube.create(r.CONFIGMAPS, self.namespace, body)
         else:
             body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
             self.kube.replace(
-                k.CONFIGMAPS,
+                r.CONFIGMAPS,
                 self.namespace,
                 self.podset_record,
                 {"apiVersion": "v1", "kind": "ConfigMap", **body},
             )
 
-    def _flush(self, broker_ids: list[int], timeout: float) -> None:
-        """`sync` in each broker container. Only when the API server cannot open an exec
-        stream at all (no kubelet behind it) is this skipped, with a warning: the brokers'
-        clean shutdown fsyncs their logs and unmounting the volume flushes the rest."""
-        for node, pod in sorted(self._pods().items()):
-            if node not in broker_ids:
-                continue
-            name = pod["metadata"]["name"]
-            try:
-                code, out = self.kube.exec(
-                    self.namespace, name, "kafka", ["sync"], min(timeout, 60)
-                )
-            except ExecUnavailable as exc:
-                message = f"{exc}; skipped `sync` (clean shutdown and unmount flush the volume)"
-                log.warning(message)
-                announce(f"warning: {message}")
-                continue
-            if code not in (0, None):
-                raise KastenBpError(
-                    f"pod {self.namespace}/{name}: `sync` exited {code}: {out.strip()}"
-                )
-
     def start_brokers(self, broker_ids: list[int], timeout: float) -> None:
-        record = self.kube.get_optional(k.CONFIGMAPS, self.namespace, self.podset_record)
+        record = self.kube.get_optional(r.CONFIGMAPS, self.namespace, self.podset_record)
         for name, text in sorted(((record or {}).get("data") or {}).items()):
-            if self.kube.get_optional(k.PODSETS, self.namespace, name) is None:
-                self.kube.create_or_get(k.PODSETS, self.namespace, json.loads(text))
+            if self.kube.get_optional(r.PODSETS, self.namespace, name) is None:
+                self.kube.create_or_get(r.PODSETS, self.namespace, json.loads(text))
                 announce(f"recreated strimzipodset {self.namespace}/{name} from the record")
         self._unpause(self.namespace)
         self._wait_ready(self.namespace, broker_ids, timeout)
         expected = len(self._broker_role_ids())
         if expected:
-            from kasten_bp.kafka import admin
-
-            wait_for(
-                f"every partition of the mirror {self.config.mirror.bootstrap} to have a leader "
-                f"and a full ISR ({expected} brokers)",
-                lambda: admin.all_partitions_healthy(self.config.mirror.bootstrap, expected),
-                timeout,
-            )
+            self.wait_partitions_healthy(expected, timeout)
         if record is not None:
-            self.kube.delete(k.CONFIGMAPS, self.namespace, self.podset_record)
+            self.kube.delete(r.CONFIGMAPS, self.namespace, self.podset_record)
 
     def _broker_role_ids(self) -> list[int]:
         ids: list[int] = []
-        for pool in self.kube.find(k.NODE_POOLS, self.namespace, {CLUSTER: self.cluster}):
+        for pool in self.kube.find(r.NODE_POOLS, self.namespace, {CLUSTER: self.cluster}):
             if "broker" in ((pool.get("spec") or {}).get("roles") or ["broker"]):
                 ids += list((pool.get("status") or {}).get("nodeIds") or [])
         return ids
@@ -480,19 +396,15 @@ class StrimziPlatform:
 
         def ready() -> bool:
             kafka = self._kafka(namespace)
-            if k.condition_true(kafka, "ReconciliationPaused"):
-                raise _NotYet(f"{label} still reports ReconciliationPaused")
-            if not k.condition_true(kafka, "Ready"):
-                cond = k.condition(kafka, "NotReady") or k.condition(kafka, "Ready") or {}
-                raise _NotYet(f"{label} not Ready {cond.get('message') or ''}".strip())
-            pods = {
-                int(p["metadata"]["name"].rsplit("-", 1)[1]): p
-                for p in self.kube.find(k.PODS, namespace, self.selector)
-                if p["metadata"]["name"].rsplit("-", 1)[1].isdigit()
-            }
-            missing = [i for i in broker_ids if i not in pods or not _pod_ready(pods[i])]
+            if r.condition_true(kafka, "ReconciliationPaused"):
+                raise TemporaryError(f"{label} still reports ReconciliationPaused")
+            if not r.condition_true(kafka, "Ready"):
+                cond = r.condition(kafka, "NotReady") or r.condition(kafka, "Ready") or {}
+                raise TemporaryError(f"{label} not Ready {cond.get('message') or ''}".strip())
+            pods = self._pods(namespace)
+            missing = [i for i in broker_ids if i not in pods or not r.pod_ready(pods[i])]
             if missing:
-                raise _NotYet(f"pods of nodes {missing} not Ready")
+                raise TemporaryError(f"pods of nodes {missing} not Ready")
             return True
 
         wait_for(f"{label} to be Ready with its pods", ready, timeout)
@@ -502,89 +414,55 @@ class StrimziPlatform:
     def snapshot_volumes(
         self, backup_id: str, broker_ids: list[int], timeout: float
     ) -> list[SnapshotRef]:
+        """The node PVCs, with what a restore recreates the cluster from: its Kafka and
+        KafkaNodePools as they are, and its cluster id."""
         kafka = self._kafka()
-        cluster_id = str((kafka.get("status") or {}).get("clusterId") or "")
-        timeout = min(timeout, self.k8s.timeout_seconds)
-        vols = [v for v in self.volumes() if v.broker_id in broker_ids]
-        if not vols:
-            raise KastenBpError(f"{self.label}: no PVCs of nodes {broker_ids} to snapshot")
-        labels = {CLUSTER: self.cluster}
-        if self.k8s.group_snapshot_class:
-            details = k.group_snapshot(
-                self.kube,
-                self.namespace,
-                vols,
-                self.selector,
-                backup_id,
-                self.k8s.group_snapshot_class,
-                timeout,
-                labels,
-            )
-        else:
-            details = k.snapshot_volumes(
-                self.kube, self.namespace, vols, backup_id, self.k8s.snapshot_class, timeout, labels
-            )
-        cluster_spec = {
-            "name": self.cluster,
-            "kafka": clean_object(kafka),
-            "node_pools": [
-                clean_object(p)
-                for p in self.kube.find(k.NODE_POOLS, self.namespace, {CLUSTER: self.cluster})
-            ],
+        pools = self.kube.find(r.NODE_POOLS, self.namespace, {CLUSTER: self.cluster})
+        cluster = {
+            "cluster": self.cluster,
+            "cluster_id": str((kafka.get("status") or {}).get("clusterId") or ""),
+            "strimzi": {
+                "name": self.cluster,
+                "kafka": clean_object(kafka),
+                "node_pools": [clean_object(p) for p in pools],
+            },
         }
-        refs = []
-        for vol, d in zip(vols, details, strict=True):
-            d.update({"cluster": self.cluster, "cluster_id": cluster_id, "strimzi": cluster_spec})
-            refs.append(
-                SnapshotRef(
-                    broker_id=vol.broker_id,
-                    volume=f"{self.namespace}/{vol.name}",
-                    location=f"volumesnapshot/{self.namespace}/{d['snapshot']}",
-                    size_bytes=int(d.get("restore_bytes") or 0),
-                    details=d,
-                )
-            )
-        return refs
-
-    def delete_snapshots(self, backup_id: str) -> None:
-        for item in k.delete_backup_snapshots(self.kube, self.namespace, backup_id):
-            announce(f"deleted {item}")
+        vols = [v for v in self.volumes() if v.broker_id in broker_ids]
+        labels = {CLUSTER: self.cluster}
+        return self.snapshot(backup_id, vols, self.selector, labels, timeout, cluster)
 
     def _recover_paused(self, target: str, cluster_id: str, timeout: float) -> None:
         """Strimzi's KRaft volume recovery: once the operator reports the new Kafka paused,
         put the original cluster id into its status, then unpause."""
         wait_for(
             f"kafka {target}/{self.cluster} to have condition ReconciliationPaused=True",
-            lambda: k.condition_true(self._kafka(target), "ReconciliationPaused"),
+            lambda: r.condition_true(self._kafka(target), "ReconciliationPaused"),
             timeout,
         )
         self.kube.patch(
-            k.KAFKAS, target, self.cluster, {"status": {"clusterId": cluster_id}}, sub="status"
+            r.KAFKAS, target, self.cluster, {"status": {"clusterId": cluster_id}}, sub="status"
         )
         self._unpause(target)
 
     # --- restore -------------------------------------------------------------------------
 
     def restore(self, manifest: Manifest, timeout: float) -> dict[str, Any]:
-        target = self.k8s.restore_namespace
-        if not target or target == self.namespace:
-            raise UsageError(
-                "set kubernetes.restore_namespace to a namespace other than "
-                f"{self.namespace}: the restored cluster keeps the name {self.cluster} (its PVC "
-                "names depend on it), so it cannot share the original's namespace"
-            )
+        target = self.restore_target(
+            f"the restored cluster keeps the name {self.cluster} (its PVC names depend on it), "
+            "so it cannot share the original's namespace"
+        )
         timeout = min(timeout, self.k8s.timeout_seconds)
-        refs = [r.details for r in manifest.snapshots]
-        if not refs or not all(r.get("strimzi") for r in refs):
+        refs = [s.details for s in manifest.snapshots]
+        if not refs or not all(ref.get("strimzi") for ref in refs):
             raise UsageError(f"backup {manifest.backup_id} holds no Strimzi snapshots to restore")
         spec = refs[0]["strimzi"]
         cluster_id = str(refs[0].get("cluster_id") or manifest.mirror.cluster_id)
-        pvcs = k.restore_pvcs(self.kube, target, manifest.backup_id, refs, timeout)
+        pvcs = restore_pvcs(self.kube, target, manifest.backup_id, refs, timeout)
         announce(f"restored pvcs {pvcs}")
         marks = {CLUSTER_ID_ANNOTATION: cluster_id, RESTORED_FROM: manifest.backup_id}
         nodes_by_pool: dict[str, set[int]] = {}
-        for r in refs:
-            nodes_by_pool.setdefault(str(r["pool"]), set()).add(int(r["node_id"]))
+        for ref in refs:
+            nodes_by_pool.setdefault(str(ref["pool"]), set()).add(int(ref["node_id"]))
         for pool in spec["node_pools"]:
             body = json.loads(json.dumps(pool))
             meta = body["metadata"]
@@ -595,7 +473,7 @@ class StrimziPlatform:
                 **marks,
                 NEXT_NODE_IDS: json.dumps(ids),
             }
-            self.kube.create_or_get(k.NODE_POOLS, target, body)
+            self.kube.create_or_get(r.NODE_POOLS, target, body)
         kafka = json.loads(json.dumps(spec["kafka"]))
         kafka["metadata"]["namespace"] = target
         kafka["metadata"]["annotations"] = {
@@ -604,9 +482,9 @@ class StrimziPlatform:
             PAUSE: "true",
         }
         kafka["metadata"].pop("ownerReferences", None)
-        existing = self.kube.get_optional(k.KAFKAS, target, self.cluster)
+        existing = self.kube.get_optional(r.KAFKAS, target, self.cluster)
         if existing is None:
-            self.kube.create_or_get(k.KAFKAS, target, kafka)
+            self.kube.create_or_get(r.KAFKAS, target, kafka)
         elif (existing["metadata"].get("annotations") or {}).get(RESTORED_FROM) != (
             manifest.backup_id
         ):
@@ -616,7 +494,7 @@ class StrimziPlatform:
             )
         if existing is None or (existing["metadata"].get("annotations") or {}).get(PAUSE):
             self._recover_paused(target, cluster_id, timeout)
-        ids = sorted({int(r["node_id"]) for r in refs})
+        ids = sorted({int(ref["node_id"]) for ref in refs})
         self._wait_ready(target, ids, timeout)
         restored = self._kafka(target)
         status_id = (restored.get("status") or {}).get("clusterId")
@@ -647,11 +525,11 @@ def _bootstrap(kafka: dict[str, Any]) -> str | None:
     return None
 
 
-def _pod_ready(pod: dict[str, Any]) -> bool:
-    if pod["metadata"].get("deletionTimestamp"):
-        return False
-    return k.condition_true(pod, "Ready")
-
-
-class _NotYet(Exception):
-    """A probe's reason for "not yet", kept so a timeout names what was still missing."""
+def pod_node(pod: dict[str, Any], cluster: str) -> int | None:
+    """The node id of a pod named `<cluster>-<pool>-<id>`; None for any other pod."""
+    name = pod["metadata"]["name"]
+    pool = (pod["metadata"].get("labels") or {}).get(POOL)
+    prefix = f"{cluster}-{pool}-"
+    if pool and name.startswith(prefix) and name[len(prefix) :].isdigit():
+        return int(name[len(prefix) :])
+    return None

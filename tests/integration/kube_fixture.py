@@ -25,8 +25,8 @@ from kasten_bp.config import (
     KafkaEndpoint,
     KubernetesConfig,
 )
-from kasten_bp.platforms import kube as k
-from kasten_bp.platforms.kube import Kube
+from kasten_bp.platforms.kube import resources as k
+from kasten_bp.platforms.kube.api import Kube
 from kasten_bp.waiting import wait_for
 from tests.kube.simulator import (
     CsiSnapshotterSimulator,
@@ -298,3 +298,11 @@ def make_config(
             **kube_fields,
         ),
     )
+
+
+@pytest.fixture
+def sims(kube: Kube, namespace: str, lab: Any) -> Iterator[Sims]:
+    """Simulators for this test's namespace; MM2 connectors are the lab's real ones."""
+    s = start_simulators(kube, [namespace], connect_url=lab.config.connect.url)
+    yield s
+    s.stop()

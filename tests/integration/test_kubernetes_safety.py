@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from kasten_bp.backup import Backups
 from kasten_bp.errors import UsageError
-from kasten_bp.platforms import kube as k
-from kasten_bp.platforms.kube import Kube
+from kasten_bp.platforms.kube import resources as k
+from kasten_bp.platforms.kube.api import Kube
+from kasten_bp.platforms.kube.platform import KubePlatform
+from kasten_bp.platforms.statefulset import StatefulSetPlatform
 from kasten_bp.platforms.strimzi import PAUSE, StrimziPlatform
 
 from .helpers import LabHandle
@@ -114,11 +117,63 @@ def test_rbac_denied_is_one_line_exit_2_and_nothing_changes(
     assert kube.find(k.SNAPSHOTS, namespace) == []
 
 
-def test_shipped_rbac_grants_exactly_what_the_platform_checks(
+Grant = tuple[str, str, str, str]  # (scope, API group, resource[/subresource], verb)
+
+
+def platforms(kube_env: KubeEnv, lab: LabHandle, tmp_path: Path, ns: str) -> list[KubePlatform]:
+    """Every platform in every configuration that changes what it needs."""
+    out: list[KubePlatform] = []
+    for cls in (StrimziPlatform, StatefulSetPlatform):
+        for group in (None, GROUP_CLASS):
+            config = make_config(
+                kube_env,
+                lab.config,
+                tmp_path / "c",
+                cls.name,
+                ns,
+                "mirror",
+                limited=True,
+                snapshot_class=SNAPSHOT_CLASS,
+                group_snapshot_class=group,
+                mirrormaker="mm2",
+            )
+            out.append(cls(config))
+    return out
+
+
+def needed(access: k.Access) -> Grant:
+    scope = "namespace" if access.resource.namespaced else "cluster"
+    sub = f"/{access.subresource}" if access.subresource else ""
+    return (scope, access.resource.group, access.resource.plural + sub, access.verb)
+
+
+def granted(docs: list[dict[str, Any]]) -> set[Grant]:
+    out: set[Grant] = set()
+    for doc in docs:
+        if doc["kind"] not in ("Role", "ClusterRole"):
+            continue
+        scope = "namespace" if doc["kind"] == "Role" else "cluster"
+        for rule in doc["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    out |= {(scope, group, resource, verb) for verb in rule["verbs"]}
+    return out
+
+
+def test_shipped_rbac_grants_exactly_what_the_platforms_need(
     kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, tmp_path: Path
 ) -> None:
-    """blueprints/rbac.yaml, bound to the limited user, passes every preflight access check."""
+    """blueprints/rbac.yaml grants every access the platforms' lists name (backup and
+    restore), and nothing that none of them names; bound to the limited user, the API
+    server allows each of them."""
     docs = [d for d in yaml.safe_load_all((ROOT / "blueprints" / "rbac.yaml").read_text()) if d]
+    every = platforms(kube_env, lab, tmp_path, namespace)
+    needs = {a for p in every for a in p.required_access() + p.restore_access()}
+    want = {needed(a) for a in needs}
+    have = granted(docs)
+    assert sorted(want - have) == [], "needed but not granted"
+    assert sorted(have - want) == [], "granted but needed by no access list"
+
     rbac = "rbac.authorization.k8s.io"
     suffix = namespace[-8:]
     cluster_wide: list[tuple[k.Resource, str]] = []
@@ -138,39 +193,12 @@ def test_shipped_rbac_grants_exactly_what_the_platform_checks(
             cluster_wide.append((res, doc["metadata"]["name"]))
     time.sleep(1)
     try:
-        check_all(kube_env, lab, tmp_path, namespace)
+        limited = every[0].kube
+        denied = sorted(str(a) for a in needs if not limited.allowed(a, namespace))
+        assert denied == []
     finally:
         for res, name in cluster_wide:  # other tests expect the limited user to have nothing
             kube.delete(res, None, name)
-
-
-def check_all(kube_env: KubeEnv, lab: LabHandle, tmp_path: Path, namespace: str) -> None:
-    for platform, extra in (
-        ("strimzi", {"mirrormaker": "mm2"}),
-        ("statefulset", {"mirrormaker": "mm2"}),
-    ):
-        for group in (None, GROUP_CLASS):
-            config = make_config(
-                kube_env,
-                lab.config,
-                tmp_path / "c",
-                platform,
-                namespace,
-                "mirror",
-                limited=True,
-                snapshot_class=SNAPSHOT_CLASS,
-                group_snapshot_class=group,
-                **extra,
-            )
-            p = (
-                StrimziPlatform(config)
-                if platform == "strimzi"
-                else __import__(
-                    "kasten_bp.platforms.statefulset", fromlist=["StatefulSetPlatform"]
-                ).StatefulSetPlatform(config)
-            )
-            denied = [a for a in p.required_access() if not p.kube.allowed(a, namespace)]
-            assert denied == [], (platform, group, denied)
 
 
 def test_missing_crd_is_reported_before_anything_changes(

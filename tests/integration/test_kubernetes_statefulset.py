@@ -1,27 +1,34 @@
-"""Platform statefulset against a REAL kube-apiserver (pods played by the kubelet simulator;
-the brokers' pods tied to the lab's REAL mirror brokers in the end-to-end test)."""
+"""Platform statefulset against a REAL kube-apiserver (pods played by the kubelet simulator).
+Where brokers stop and start, the StatefulSet's pods are the lab's REAL mirror brokers, so
+the platform's healthy-partition wait watches the very brokers the StatefulSet runs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from kasten_bp.backup import Backups
 from kasten_bp.connect import ConnectClient
+from kasten_bp.kafka import admin
+from kasten_bp.lab import kraft
+from kasten_bp.lab.kraft import ClusterSpec
 from kasten_bp.lab.load import LoadSpec, run_load
 from kasten_bp.manifest import ClusterInfo, Manifest
-from kasten_bp.platforms import kube as k
-from kasten_bp.platforms.kube import Kube
+from kasten_bp.platforms.kube import resources as k
+from kasten_bp.platforms.kube.api import Kube
 from kasten_bp.platforms.statefulset import ORIGINAL_REPLICAS, StatefulSetPlatform
 from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.states import RunState
 from tests.kube.simulator import LabBinding
 
-from .helpers import LabHandle, wait_mirrored
+from .helpers import BackgroundProducer, LabHandle, assert_all_mirrored, wait_mirrored
 from .kube_fixture import (
     SNAPSHOT_CLASS,
     KubeEnv,
+    Sims,
     create_statefulset,
     make_config,
     new_namespace,
@@ -39,18 +46,31 @@ def ready_replicas(kube: Kube, resource: k.Resource, ns: str, name: str, want: i
     wait_for(f"{resource.kind} {ns}/{name} to have {want} ready replicas", ok, 60)
 
 
-def test_statefulset_backup_end_to_end_restores_exact_replicas(
-    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, topic: str, tmp_path: Path
-) -> None:
+@contextmanager
+def kafka_on_lab_mirror(
+    kube: Kube, namespace: str, lab: LabHandle
+) -> Iterator[tuple[Sims, ClusterSpec]]:
+    """StatefulSet `kafka` whose pod `kafka-<i>` is the lab's mirror broker i+1: scaling it
+    to 0 really stops Kafka. The lab's mirror runs again afterwards, whatever happened."""
     assert lab.lab is not None
     mirror = lab.lab.require_state().mirror
-    # Broker ordinal i is the lab's mirror broker i+1: scaling to 0 really stops Kafka.
     binding = LabBinding(namespace, mirror, {f"kafka-{b.id - 1}": b for b in mirror.brokers})
     sims = start_simulators(kube, [namespace], lab=binding)
     try:
         create_statefulset(kube, namespace, "kafka", len(mirror.brokers))
+        ready_replicas(kube, k.STATEFULSETS, namespace, "kafka", len(mirror.brokers))
+        yield sims, mirror
+    finally:
+        sims.stop()
+        kraft.start_cluster(mirror)
+        wait_for("the lab's mirror brokers to listen", lambda: kraft.brokers_listening(mirror), 120)
+
+
+def test_statefulset_backup_end_to_end_restores_exact_replicas(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, topic: str, tmp_path: Path
+) -> None:
+    with kafka_on_lab_mirror(kube, namespace, lab) as (sims, mirror):
         create_statefulset(kube, namespace, "mm2", 2, kind=k.DEPLOYMENTS)
-        ready_replicas(kube, k.STATEFULSETS, namespace, "kafka", 3)
         ready_replicas(kube, k.DEPLOYMENTS, namespace, "mm2", 2)
         run_load(lab.primary, LoadSpec(topic=topic, records=200, rate=0, partitions=3))
         wait_mirrored(lab.primary, lab.mirror, topic)
@@ -65,11 +85,16 @@ def test_statefulset_backup_end_to_end_restores_exact_replicas(
             snapshot_class=SNAPSHOT_CLASS,
             timeout_seconds=30,
         )
-        result = Backups(config).backup("consistent")
+        # Writes on the primary while MM2 is stopped: confirming replication afterwards
+        # needs MM2's live committed offsets, not the ones read at quiesce.
+        with BackgroundProducer(lab.primary, topic, rate=50) as writer:
+            result = Backups(config).backup("consistent")
         assert result["status"] == RunState.COMPLETED, result
         states = result["manifest"] and Backups(config).store.load(result["backup_id"])
         assert states is not None
-        plan = states.step("pause_mirrormaker").plan["states"]
+        assert states.step("confirm_replication").result["confirmed_partitions"] > 0
+        assert_all_mirrored(lab, topic, writer.acked)
+        plan = states.step("pause_mirrormaker").plan["connector_states"]
         assert plan[f"workload:{namespace}/mm2"] == "2"
         for b in mirror.brokers:
             assert f"{namespace}/kafka-{b.id - 1}" in sims.kubelet.deleted
@@ -87,17 +112,12 @@ def test_statefulset_backup_end_to_end_restores_exact_replicas(
         for s in snaps:
             vs = kube.get(k.SNAPSHOTS, namespace, s["details"]["snapshot"])
             assert vs["status"]["readyToUse"] is True and s["details"]["restoreSize"] == "3Gi"
-    finally:
-        sims.stop()
 
 
 def test_statefulset_stop_records_once_and_scales_back_exactly(
     kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, tmp_path: Path
 ) -> None:
-    sims = start_simulators(kube, [namespace])
-    try:
-        create_statefulset(kube, namespace, "kafka", 3)
-        ready_replicas(kube, k.STATEFULSETS, namespace, "kafka", 3)
+    with kafka_on_lab_mirror(kube, namespace, lab) as (_, mirror):
         config = make_config(
             kube_env,
             lab.config,
@@ -109,7 +129,8 @@ def test_statefulset_stop_records_once_and_scales_back_exactly(
         )
         platform = StatefulSetPlatform(config)
         assert [b.id for b in platform.brokers() if b.running] == [0, 1, 2]
-        platform.stop_brokers([0, 1, 2], 30)
+        platform.stop_brokers([0, 1, 2], 60)
+        assert not any(b.handle.alive() for b in mirror.brokers)
         # A retried stop (crash recovery) must not record 0 as the original.
         platform.stop_brokers([0, 1, 2], 30)
         sts = kube.get(k.STATEFULSETS, namespace, "kafka")
@@ -118,11 +139,12 @@ def test_statefulset_stop_records_once_and_scales_back_exactly(
             and sts["metadata"]["annotations"][ORIGINAL_REPLICAS] == "3"
         )
         assert kube.find(k.PODS, namespace) == []
-        platform.start_brokers([0, 1, 2], 60)
+        platform.start_brokers([0, 1, 2], 120)
+        # Healthy means the StatefulSet's own brokers are back and lead every partition.
         assert kube.get(k.STATEFULSETS, namespace, "kafka")["spec"]["replicas"] == 3
         assert len([p for p in kube.find(k.PODS, namespace) if k.condition_true(p, "Ready")]) == 3
-    finally:
-        sims.stop()
+        assert all(b.handle.alive() for b in mirror.brokers)
+        assert admin.all_partitions_healthy(lab.mirror, 3)
 
 
 def test_statefulset_restore_creates_pvcs_from_snapshots(
@@ -144,9 +166,7 @@ def test_statefulset_restore_creates_pvcs_from_snapshots(
             restore_namespace=target,
         )
         platform = StatefulSetPlatform(config)
-        platform.stop_brokers([0, 1], 30)
         refs = platform.snapshot_volumes("bk-sts-1", [0, 1], 30)
-        platform.start_brokers([0, 1], 60)
         manifest = Manifest(
             backup_id="bk-sts-1",
             created_at="2026-01-01T00:00:00Z",

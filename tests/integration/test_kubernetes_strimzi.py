@@ -4,18 +4,17 @@ brokers and the KafkaMirrorMaker2 connectors to the lab's REAL Connect worker.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kasten_bp.backup import Backups
 from kasten_bp.connect import ConnectClient
-from kasten_bp.errors import RollbackFailed, RunFailed
+from kasten_bp.errors import RunFailed
 from kasten_bp.lab.load import LoadSpec, run_load
 from kasten_bp.manifest import ClusterInfo, Manifest
-from kasten_bp.platforms import kube as k
-from kasten_bp.platforms.kube import Kube
+from kasten_bp.platforms.kube import resources as k
+from kasten_bp.platforms.kube.api import Kube
 from kasten_bp.platforms.strimzi import PAUSE, StrimziPlatform, parse_node
 from kasten_bp.workflow.states import RunState
 from tests.kube.simulator import LabBinding
@@ -36,14 +35,6 @@ from .kube_fixture import (
 pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
 
 CONNECTORS_STATE_RUNNING = {"RUNNING"}
-
-
-@pytest.fixture
-def sims(kube: Kube, namespace: str, lab: LabHandle) -> Iterator[Sims]:
-    """Simulators for this test's namespace; MM2 connectors are the lab's real ones."""
-    s = start_simulators(kube, [namespace], connect_url=lab.config.connect.url)
-    yield s
-    s.stop()
 
 
 def strimzi_config(kube_env: KubeEnv, lab: LabHandle, tmp_path: Path, ns: str, **fields):
@@ -185,7 +176,7 @@ def test_pod_stuck_terminating_rolls_back(
     assert_cluster_back(kube, namespace, sims, lab)
 
 
-def test_unpause_never_ready_is_rollback_failed_then_resume_recovers(
+def test_unpause_never_ready_keeps_the_backup_then_resume_finishes_it(
     kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, sims: Sims, tmp_path: Path
 ) -> None:
     create_strimzi_cluster(kube, namespace)
@@ -193,17 +184,22 @@ def test_unpause_never_ready_is_rollback_failed_then_resume_recovers(
     sims.operator.never_ready = True
     config = strimzi_config(kube_env, lab, tmp_path, namespace, start_timeout=4)
     backups = Backups(config)
-    with pytest.raises(RollbackFailed) as err:
-        backups.backup("consistent")
-    assert err.value.exit_code == 4
-    assert "to be Ready with its pods" in str(err.value) and "kasten-bp resume" in str(err.value)
-    # Connectors were still resumed by the rollback (it keeps undoing the other steps).
+    summary = backups.backup("consistent")
+    # The snapshots were complete: the backup is kept, with a warning (exit 5), not undone.
+    assert summary["status"] == RunState.COMPLETED_WITH_WARNINGS
+    assert "to be Ready with its pods" in summary["warnings"][0]
+    assert summary["left_for_a_person"][0].startswith("deferred start_brokers failed")
+    assert len(summary["manifest"]["snapshots"]) == 3
+    assert len(kube.find(k.SNAPSHOTS, namespace)) == 3
+    # The other deferred action still ran: the connectors are back.
     assert set(lab_connector_states(lab).values()) == CONNECTORS_STATE_RUNNING
-    # A person fixes the operator; `resume` retries the rollback.
+    # A person fixes the operator; `resume` retries what is left.
     sims.operator.never_ready = False
-    # The rollback now completes: the run stays failed, the mirror is whole, exit 0.
-    assert Backups(config).resume()["status"] == RunState.FAILED_ROLLED_BACK
-    assert Backups(config).status()["last"]["status"] == RunState.FAILED_ROLLED_BACK
+    resumed = Backups(config).resume()
+    assert resumed["backup_id"] == summary["backup_id"]
+    assert resumed["status"] == RunState.COMPLETED_WITH_WARNINGS
+    assert not any(s["status"] == "failed" for s in resumed["steps"] if s["deferred"])
+    assert Backups(config).status()["current"] == []
     assert_cluster_back(kube, namespace, sims, lab)
 
 

@@ -36,14 +36,15 @@ from kasten_bp.connect import ConnectClient
 from kasten_bp.lab import kraft
 from kasten_bp.lab.kraft import BrokerSpec, ClusterSpec
 from kasten_bp.lab.ports import is_listening
-from kasten_bp.platforms import kube as k
-from kasten_bp.platforms.kube import Kube, NotFound
+from kasten_bp.platforms.kube import resources as k
+from kasten_bp.platforms.kube.api import Conflict, Kube, NotFound
 
 log = logging.getLogger("kube-simulator")
 
 FINALIZER = "kasten-bp.test/simulated-kubelet"
 PAUSE = "strimzi.io/pause-reconciliation"
 DRIVER = "sim.csi.kasten-bp.test"
+GROUP_MEMBER_LABEL = "groupsnapshot.storage.k8s.io/volumeGroupSnapshotName"
 
 
 def _now() -> str:
@@ -268,7 +269,7 @@ class KubeletSimulator(_Loop):
         try:
             self.kube.create(k.PODS, ns, body)
             self.created.append(f"{ns}/{name}")
-        except k.Conflict:
+        except Conflict:
             pass
 
     def _delete_pod(self, pod: dict[str, Any]) -> None:
@@ -473,7 +474,7 @@ class StrimziOperatorSimulator(_Loop):
                 },
                 "spec": {"selector": {"matchLabels": labels}, "pods": pods},
             }
-            with contextlib.suppress(k.Conflict):
+            with contextlib.suppress(Conflict):
                 self.kube.create(k.PODSETS, ns, body)
             return False
         if podset["metadata"].get("deletionTimestamp"):
@@ -743,7 +744,7 @@ class CsiSnapshotterSimulator(_Loop):
                     {
                         "metadata": {
                             "name": vs_name,
-                            "labels": {k.GROUP_MEMBER_LABEL: meta["name"]},
+                            "labels": {GROUP_MEMBER_LABEL: meta["name"]},
                             "ownerReferences": [
                                 _owner_ref(
                                     vgs, k.GROUP_SNAPSHOTS.api_version, "VolumeGroupSnapshot"

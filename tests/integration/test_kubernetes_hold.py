@@ -1,0 +1,135 @@
+"""`quiesce --hold-timeout` on Kubernetes, against a REAL kube-apiserver with the lab's real
+brokers and Connect behind the simulated Strimzi: run from a hook pod, quiesce makes a
+watchdog Job like that pod; `resume` deletes it; with no `resume`, the Job's own command
+(run here as the kubelet would, since no kubelet exists) puts the mirror back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kasten_bp.backup import Backups
+from kasten_bp.config import Config
+from kasten_bp.platforms.kube import resources as k
+from kasten_bp.platforms.kube.api import Kube
+from kasten_bp.platforms.kube.hold_job import job_name
+from kasten_bp.workflow.states import RunState
+
+from .helpers import LabHandle
+from .kube_fixture import KubeEnv, Sims, create_strimzi_cluster, wait_strimzi_ready
+from .test_kubernetes_strimzi import assert_cluster_back, strimzi_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
+HOOK_POD = "kanister-job-quiesce"
+HOOK_IMAGE = "ghcr.io/kasten-bp/kasten-bp:0.1.0"
+
+
+@pytest.fixture
+def hook_pod(kube: Kube, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The pod a K10 hook runs in (KubeTask with podOverride), as the API server has it;
+    kasten-bp is told it runs there, as a pod knows from its HOSTNAME."""
+    kube.create(
+        k.PODS,
+        namespace,
+        {
+            "metadata": {"name": HOOK_POD},
+            "spec": {
+                "serviceAccountName": "kasten-bp",
+                "containers": [
+                    {
+                        "name": "container",
+                        "image": HOOK_IMAGE,
+                        "env": [{"name": "KASTEN_BP_CATALOG", "value": "s3://b/p"}],
+                        "volumeMounts": [
+                            {"name": "config", "mountPath": "/etc/kasten-bp"},
+                            {
+                                "name": "kube-api-access-x1",
+                                "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                            },
+                        ],
+                    }
+                ],
+                "volumes": [
+                    {"name": "config", "configMap": {"name": "kasten-bp-mirror"}},
+                    {"name": "kube-api-access-x1", "emptyDir": {}},
+                ],
+            },
+        },
+    )
+    monkeypatch.setenv("KASTEN_BP_POD_NAMESPACE", namespace)
+    monkeypatch.setenv("KASTEN_BP_POD_NAME", HOOK_POD)
+    yield HOOK_POD
+
+
+def written(config: Config, tmp_path: Path) -> Path:
+    path = tmp_path / "kasten-bp.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    return path
+
+
+def test_quiesce_from_a_hook_pod_makes_a_watchdog_job_and_resume_deletes_it(
+    kube_env: KubeEnv,
+    kube: Kube,
+    namespace: str,
+    lab: LabHandle,
+    sims: Sims,
+    hook_pod: str,
+    tmp_path: Path,
+) -> None:
+    create_strimzi_cluster(kube, namespace)
+    wait_strimzi_ready(kube, namespace)
+    config = strimzi_config(kube_env, lab, tmp_path, namespace)
+    path = written(config, tmp_path)
+    held = Backups(config, config_file=path).quiesce(hold_seconds=600)
+    assert held["status"] == RunState.HELD and held["hold_deadline"]
+    job = kube.get(k.JOBS, namespace, job_name(held["backup_id"]))
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    # Like the hook pod: its image, service account, environment and config volume...
+    assert container["image"] == HOOK_IMAGE and pod["serviceAccountName"] == "kasten-bp"
+    assert container["env"] == [{"name": "KASTEN_BP_CATALOG", "value": "s3://b/p"}]
+    assert [v["name"] for v in pod["volumes"]] == ["config"]  # ... not its own token
+    assert container["command"][-4:] == [held["backup_id"], "--config", str(path.resolve())]
+    assert "hold-expire" in container["command"]
+    done = Backups(config, config_file=path).resume()
+    assert done["status"] == RunState.COMPLETED
+    assert kube.get_optional(k.JOBS, namespace, job_name(held["backup_id"])) is None
+    assert_cluster_back(kube, namespace, sims, lab)
+
+
+def test_the_watchdog_jobs_command_puts_the_mirror_back_at_the_deadline(
+    kube_env: KubeEnv,
+    kube: Kube,
+    namespace: str,
+    lab: LabHandle,
+    sims: Sims,
+    hook_pod: str,
+    tmp_path: Path,
+) -> None:
+    create_strimzi_cluster(kube, namespace)
+    wait_strimzi_ready(kube, namespace)
+    config = strimzi_config(kube_env, lab, tmp_path, namespace)
+    path = written(config, tmp_path)
+    held = Backups(config, config_file=path).quiesce(hold_seconds=10)
+    job = kube.get(k.JOBS, namespace, job_name(held["backup_id"]))
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    # The kubelet's part: run the Job's container command (no kubelet exists here).
+    env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
+    env.pop("KASTEN_BP_CATALOG")  # the hook pod's S3 catalog is not this test's
+    watchdog = subprocess.run(
+        [*container["command"], "--output", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert watchdog.returncode == 0, watchdog.stderr[-2000:]
+    journal = Backups(config).store.load(held["backup_id"])
+    assert journal is not None and journal.hold_expired
+    assert journal.state == RunState.FAILED_ROLLED_BACK
+    assert_cluster_back(kube, namespace, sims, lab)
