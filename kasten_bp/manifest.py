@@ -67,12 +67,6 @@ class Manifest(BaseModel):
     partitions: list[PartitionHead] = Field(default_factory=list)
     snapshots: list[SnapshotRef] = Field(default_factory=list)
 
-    def partition(self, topic: str, partition: int) -> PartitionHead | None:
-        for p in self.partitions:
-            if p.topic == topic and p.partition == partition:
-                return p
-        return None
-
 
 def parse_manifest(data: dict[str, Any], where: str) -> Manifest:
     from kasten_bp.errors import UsageError

@@ -36,6 +36,8 @@ def render_report(d: dict[str, Any]) -> str:
     lines = [
         f"verify backup {d['backup_id']} (restored {d['restored_bootstrap']}"
         f"{', deep' if d['deep'] else ''}): {d['verdict'].upper()}",
+        f"  primary read with isolation.level={d['primary_isolation_level']} "
+        "(aborted records are not records; transaction markers never are)",
         f"  {'topic[partition]':<32} {'status':<11} {'restored end':>12} {'primary end':>11} "
         f"{'behind':>7} {'secs':>7}  detail",
     ]
@@ -91,7 +93,7 @@ def register(app: typer.Typer) -> None:
         """Compare a restored cluster with its manifest and the primary; exit 1 if not."""
 
         def body() -> dict[str, Any]:
-            from kasten_bp.verification import require_restored, verify
+            from kasten_bp.consistency.verify import require_restored, verify
 
             b = _backups(config)
             manifest = _completed_manifest(b, backup_id)
@@ -107,7 +109,9 @@ def register(app: typer.Typer) -> None:
                     f"no restored cluster known for backup {backup_id}: pass --restored"
                 )
             require_restored(bootstrap)
-            report = verify(b.config, manifest, bootstrap, deep).model_dump(mode="json")
+            report = verify(b.config.primary.bootstrap, manifest, bootstrap, deep).model_dump(
+                mode="json"
+            )
             b.catalog.write_json(f"backups/{backup_id}/verify-{int(time.time())}.json", report)
             return report
 

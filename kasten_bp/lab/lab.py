@@ -6,7 +6,6 @@ per process with its pid file and logs, and kasten-bp.yaml for later commands.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -23,12 +22,12 @@ from kasten_bp.config import (
     write_config,
 )
 from kasten_bp.connect import ConnectClient
-from kasten_bp.errors import KastenBpError, UsageError
+from kasten_bp.errors import KastenBpError, PermanentError, UsageError
 from kasten_bp.kafka import admin
 from kasten_bp.lab import jars, kraft, mm2, processes
 from kasten_bp.lab.kraft import ClusterSpec
 from kasten_bp.lab.ports import free_ports, is_listening
-from kasten_bp.waiting import StopWaiting, announce, wait_for
+from kasten_bp.waiting import wait_for
 
 STATE_FILE = "lab.json"
 CONFIG_FILE = "kasten-bp.yaml"
@@ -148,7 +147,7 @@ class Lab:
             dead = kraft.dead_broker(cluster)
             if dead is not None:
                 last = kraft.last_log_lines(dead)
-                raise StopWaiting(f"broker {dead.id} of cluster {cluster.name} exited: {last}")
+                raise PermanentError(f"broker {dead.id} of cluster {cluster.name} exited: {last}")
             return kraft.brokers_listening(cluster) and admin.all_partitions_healthy(
                 cluster.bootstrap, len(cluster.brokers)
             )
@@ -164,7 +163,7 @@ class Lab:
 
         def worker_up() -> bool:
             if not spec.handle.alive():
-                raise StopWaiting(f"Connect worker exited: see {spec.run_dir}/connect.log")
+                raise PermanentError(f"Connect worker exited: see {spec.run_dir}/connect.log")
             with ConnectClient(spec.url) as client:
                 return client.reachable()
 
@@ -188,7 +187,7 @@ class Lab:
                 def running(name: str = name) -> bool:
                     trace = client.failed_trace(name)
                     if trace:
-                        raise StopWaiting(f"connector {name} failed: {trace}")
+                        raise PermanentError(f"connector {name} failed: {trace}")
                     return client.all_running(name)
 
                 wait_for(f"connector {name} and its tasks to be RUNNING", running, timeout)
@@ -303,11 +302,3 @@ class Lab:
             for b in c.brokers:
                 ports += [b.port, b.controller_port]
         return ports
-
-
-def lab_json(info: dict[str, Any]) -> str:
-    return json.dumps(info, indent=2)
-
-
-def announce_start(workdir: Path) -> None:
-    announce(f"starting lab in {workdir}")

@@ -281,7 +281,11 @@ def test_kanister_backup_action_and_delete_share_the_artifact(
             done, out = kanister.run(phase, {})
             assert done.returncode == 0, (phase["name"], done.stderr)
             outputs.update(out)
-            results.append(json.loads(done.stdout))
+            # The quiesce phase writes its JSON to a file and hands on only the backup id.
+            printed = (
+                done.stdout if done.stdout.strip() else (tmp_path / "quiesce.json").read_text()
+            )
+            results.append(json.loads(printed))
         artifact = artifacts(backup, outputs)
         backup_id = artifact[".ArtifactsIn.mirrorBackup.KeyValue.backupId"]
         quiesced, snapshotted, resumed, deferred = results

@@ -94,7 +94,7 @@ def test_quiesce_from_a_hook_pod_makes_a_watchdog_job_and_resume_deletes_it(
     assert container["image"] == HOOK_IMAGE and pod["serviceAccountName"] == "kasten-bp"
     assert container["env"] == [{"name": "KASTEN_BP_CATALOG", "value": "s3://b/p"}]
     assert [v["name"] for v in pod["volumes"]] == ["config"]  # ... not its own token
-    assert container["command"][-4:] == [held["backup_id"], "--config", str(path.resolve())]
+    assert container["command"][-3:] == [held["backup_id"], "--config", str(path.resolve())]
     assert "hold-expire" in container["command"]
     done = Backups(config, config_file=path).resume()
     assert done["status"] == RunState.COMPLETED

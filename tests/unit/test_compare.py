@@ -1,13 +1,15 @@
-"""Classifying a partition (verify/compare.py) and the report verdict (verify/report.py)."""
+"""Classifying a partition (consistency/core/classify.py) and the report verdict
+(consistency/core/report.py)."""
 
 from __future__ import annotations
 
 import pytest
 
+from kasten_bp.consistency.core.classify import PrimarySide, RestoredSide, classify
+from kasten_bp.consistency.core.matching import Alignment, Gap
+from kasten_bp.consistency.core.report import PartitionReport, Status, build_report
 from kasten_bp.manifest import HeadRecord, PartitionHead
 from kasten_bp.records import Record, window_digest
-from kasten_bp.verify.compare import PrimarySide, RestoredSide, classify
-from kasten_bp.verify.report import PartitionReport, Status, build_report
 
 TS = 1_700_000_000_000
 
@@ -40,10 +42,13 @@ def primary(
     superseded: int = 0,
     last_ts: int | None = None,
     records_after: int | None = None,
+    gaps: tuple[Gap, ...] = (),
 ) -> PrimarySide:
+    """A primary side whose alignment is a run unless records are missing or gaps given."""
+    contiguous = None not in aligned and not gaps
     return PrimarySide(
         end=end,
-        aligned=aligned,
+        alignment=Alignment(contiguous, tuple(aligned), gaps),
         superseded=superseded,
         last_timestamp=last_ts,
         records_after=records_after,
@@ -93,6 +98,35 @@ def test_divergent_when_records_not_on_primary() -> None:
     assert report.status == Status.DIVERGENT
     assert report.heads_match_manifest is True
     assert "2 of the last 4" in report.detail
+
+
+def test_divergent_when_the_window_has_a_hole_on_the_primary() -> None:
+    # Every restored record is on the primary, in order, but primary offset 198 (a data
+    # record) lies between two of them: the restore lost it.
+    holed = primary([196, 197, 199, 200], 201, gaps=(Gap(197, 199, 1),), records_after=0)
+    report = classify(HEAD, RESTORED, holed)
+    assert report.status == Status.DIVERGENT
+    assert report.heads_match_manifest is True
+    assert "not consecutive" in report.detail
+    assert "between primary offsets 197 and 199" in report.detail
+    assert report.records_behind is None
+
+
+def test_compacted_tolerates_a_hole() -> None:
+    head = head_for(W, compacted=True)
+    holed = primary([196, 197, 199, 200], 201, gaps=(Gap(197, 199, 1),), records_after=0)
+    report = classify(head, RESTORED, holed)
+    assert report.status == Status.CONSISTENT
+    assert report.restored_head_primary_offset == 200
+
+
+def test_manifest_and_primary_problems_are_both_named() -> None:
+    restored = RestoredSide(log_start=0, end=99, window=W)
+    holed = primary([196, 197, 199, 200], 201, gaps=(Gap(197, 199, 1),))
+    report = classify(HEAD, restored, holed)
+    assert report.status == Status.DIVERGENT
+    assert "restored end offset 99 != manifest 100" in report.detail
+    assert "between primary offsets 197 and 199" in report.detail
 
 
 def test_consistent_when_nothing_behind() -> None:
@@ -163,6 +197,7 @@ def test_report_consistent_when_all_consistent_or_behind() -> None:
         "b1",
         "r:1",
         "p:1",
+        "read_committed",
         False,
         [part(Status.CONSISTENT, 0), part(Status.BEHIND, 5, 2.0), part(Status.BEHIND, 3, 4.5)],
     )
@@ -171,17 +206,20 @@ def test_report_consistent_when_all_consistent_or_behind() -> None:
     assert report.rpo_seconds == 4.5
     assert report.counts["consistent"] == 1 and report.counts["behind"] == 2
     assert report.counts["divergent"] == 0
+    assert report.primary_isolation_level == "read_committed"
 
 
 @pytest.mark.parametrize("bad", [Status.DIVERGENT, Status.MISSING, Status.UNEXPECTED])
 def test_report_inconsistent_with_any_bad_partition(bad: Status) -> None:
-    report = build_report("b1", "r:1", "p:1", True, [part(Status.CONSISTENT, 0), part(bad)])
+    report = build_report(
+        "b1", "r:1", "p:1", "read_committed", True, [part(Status.CONSISTENT, 0), part(bad)]
+    )
     assert report.verdict == "inconsistent"
     assert report.counts[bad.value] == 1
     assert report.deep is True
 
 
 def test_report_without_partitions_is_inconsistent() -> None:
-    report = build_report("b1", "r:1", "p:1", False, [])
+    report = build_report("b1", "r:1", "p:1", "read_committed", False, [])
     assert report.verdict == "inconsistent"
     assert report.rpo_records == 0 and report.rpo_seconds == 0.0

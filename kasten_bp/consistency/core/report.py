@@ -1,4 +1,4 @@
-"""The verification report model."""
+"""The verification report model. Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -8,10 +8,15 @@ from pydantic import BaseModel, Field
 
 
 class Status(StrEnum):
+    # Restored head equals the manifest and is the primary's head, record for record.
     CONSISTENT = "consistent"
+    # A strict prefix of the primary: the primary moved on since the backup (the RPO).
     BEHIND = "behind"
+    # Content differs: from the manifest, or from the primary's run of records.
     DIVERGENT = "divergent"
+    # In the manifest, not on the restored cluster.
     MISSING = "missing"
+    # On the restored cluster, not in the manifest.
     UNEXPECTED = "unexpected"
 
 
@@ -40,6 +45,9 @@ class VerifyReport(BaseModel):
     backup_id: str
     restored_bootstrap: str
     primary_bootstrap: str
+    # How the primary was read: with read_committed, aborted records are not records, so a
+    # restored run may step over them (MM2 mirrors with the same isolation).
+    primary_isolation_level: str
     deep: bool
     verdict: str
     partitions: list[PartitionReport] = Field(default_factory=list)
@@ -49,7 +57,12 @@ class VerifyReport(BaseModel):
 
 
 def build_report(
-    backup_id: str, restored: str, primary: str, deep: bool, partitions: list[PartitionReport]
+    backup_id: str,
+    restored: str,
+    primary: str,
+    isolation_level: str,
+    deep: bool,
+    partitions: list[PartitionReport],
 ) -> VerifyReport:
     counts = {s.value: 0 for s in Status}
     for p in partitions:
@@ -59,6 +72,7 @@ def build_report(
         backup_id=backup_id,
         restored_bootstrap=restored,
         primary_bootstrap=primary,
+        primary_isolation_level=isolation_level,
         deep=deep,
         verdict="consistent" if consistent else "inconsistent",
         partitions=partitions,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kasten_bp.consistency.core.matching import Alignment
+from kasten_bp.consistency.core.report import PartitionReport, Status
 from kasten_bp.manifest import PartitionHead
 from kasten_bp.records import Record, window_digest
-from kasten_bp.verify.report import PartitionReport, Status
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,8 @@ class RestoredSide:
 @dataclass(frozen=True)
 class PrimarySide:
     end: int
-    # Primary offsets of the restored window's records (None where not found).
-    aligned: list[int | None]
+    # Where the restored window's records are on the primary.
+    alignment: Alignment
     # Unaligned restored records that a later primary record with the same key replaced.
     superseded: int
     last_timestamp: int | None
@@ -46,24 +47,15 @@ def classify(
         return report
     report.restored_end_offset = restored.end
     report.restored_log_start_offset = restored.log_start
-    matches_manifest = (
-        restored.end == head.end_offset and window_digest(restored.window) == head.window_digest
-    )
-    report.heads_match_manifest = matches_manifest
-    if not matches_manifest:
-        report.status = Status.DIVERGENT
-        if restored.end != head.end_offset:
-            report.detail = f"restored end offset {restored.end} != manifest {head.end_offset}"
-        else:
-            report.detail = "restored head records differ from the manifest"
-        return report
+    manifest_problem = _manifest_problem(head, restored)
+    report.heads_match_manifest = manifest_problem is None
+    report.status = Status.DIVERGENT
     if primary is None:
-        report.status = Status.DIVERGENT
-        report.detail = f"primary topic {head.primary_topic} partition not found"
+        report.detail = _join(manifest_problem, f"primary topic {head.primary_topic} not found")
         return report
     report.primary_end_offset = primary.end
-    unmatched = sum(1 for o in primary.aligned if o is None) - primary.superseded
-    if unmatched > 0 and primary.aged_out:
+    unmatched = primary.alignment.unmatched - primary.superseded
+    if unmatched > 0 and primary.aged_out and manifest_problem is None:
         # The restored head equals the backup, but the primary's retention has since
         # deleted those records: nothing is left to compare them with.
         report.status = Status.BEHIND
@@ -72,20 +64,16 @@ def classify(
             "primary no longer holds the restored head (retention); head matches manifest"
         )
         return report
-    if unmatched > 0:
-        report.status = Status.DIVERGENT
-        report.detail = (
-            f"{unmatched} of the last {len(restored.window)} restored records "
-            "are not on the primary"
-        )
+    primary_problem = _primary_problem(head, restored, primary, unmatched)
+    if manifest_problem or primary_problem:
+        report.detail = _join(manifest_problem, primary_problem)
         return report
-    found = [o for o in primary.aligned if o is not None]
-    head_next = (max(found) + 1) if found else 0
-    report.restored_head_primary_offset = head_next - 1 if found else None
+    last = primary.alignment.last
+    report.restored_head_primary_offset = last
     if primary.records_after is not None:
         report.records_behind = primary.records_after
     else:
-        report.records_behind = max(0, primary.end - head_next) if found else primary.end
+        report.records_behind = primary.end if last is None else max(0, primary.end - last - 1)
     report.records_compared = len(restored.window)
     if report.records_behind:
         report.status = Status.BEHIND
@@ -95,3 +83,30 @@ def classify(
     else:
         report.status = Status.CONSISTENT
     return report
+
+
+def _manifest_problem(head: PartitionHead, restored: RestoredSide) -> str | None:
+    if restored.end != head.end_offset:
+        return f"restored end offset {restored.end} != manifest {head.end_offset}"
+    if window_digest(restored.window) != head.window_digest:
+        return "restored head records differ from the manifest"
+    return None
+
+
+def _primary_problem(
+    head: PartitionHead, restored: RestoredSide, primary: PrimarySide, unmatched: int
+) -> str | None:
+    if unmatched > 0:
+        return (
+            f"{unmatched} of the last {len(restored.window)} restored records "
+            "are not on the primary"
+        )
+    if head.compacted or primary.alignment.contiguous:
+        # Compaction leaves holes on either side; only order and content can be proven.
+        return None
+    gaps = ", ".join(g.describe() for g in primary.alignment.gaps)
+    return f"head window is not consecutive on the primary: missing {gaps or 'records'}"
+
+
+def _join(*problems: str | None) -> str:
+    return "; ".join(p for p in problems if p)
