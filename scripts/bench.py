@@ -41,14 +41,14 @@ from confluent_kafka import TopicPartition
 from kasten_bp.backup import Backups
 from kasten_bp.catalog.base import backup_key
 from kasten_bp.config import Config, load_config
+from kasten_bp.consistency.core.report import VerifyReport
+from kasten_bp.consistency.verify import verify
 from kasten_bp.kafka import admin, clients
 from kasten_bp.lab import kraft
 from kasten_bp.lab.lab import Lab
 from kasten_bp.lab.load import LoadSpec, run_load
 from kasten_bp.manifest import Manifest, parse_manifest
 from kasten_bp.platforms.local import LocalPlatform
-from kasten_bp.verification import verify
-from kasten_bp.verify.report import VerifyReport
 from kasten_bp.waiting import add_progress_listener, wait_for
 
 T = TypeVar("T")
@@ -204,7 +204,9 @@ def median_verify(
     times = []
     report: VerifyReport | None = None
     for _ in range(repeats):
-        report, seconds = timed(lambda: verify(config, manifest, bootstrap, deep=False))
+        report, seconds = timed(
+            lambda: verify(config.primary.bootstrap, manifest, bootstrap, deep=False)
+        )
         times.append(seconds)
     assert report is not None
     return statistics.median(times), times, report
@@ -331,7 +333,9 @@ def run(workdir: Path, records: int, scale: int, repeats: int) -> dict[str, Any]
             "partitions": len(report1.partitions),
         }
         log("verify --deep (1x)")
-        deep_report, deep_seconds = timed(lambda: verify(config, manifest1, restored1, deep=True))
+        deep_report, deep_seconds = timed(
+            lambda: verify(config.primary.bootstrap, manifest1, restored1, deep=True)
+        )
         deep_records = sum(p.records_compared for p in deep_report.partitions)
         results["deep_verify"] = {
             "records": deep_records,

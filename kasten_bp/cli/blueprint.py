@@ -25,6 +25,7 @@ module's output for `--cluster my-cluster --namespace kafka`; tests keep them eq
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import typer
@@ -238,38 +239,44 @@ def binding(cluster: str, namespace: str, platform: str = DEFAULT_PLATFORM) -> d
     }
 
 
-def documents(
-    cluster: str,
-    namespace: str,
-    platform: str = DEFAULT_PLATFORM,
-    image: str = DEFAULT_IMAGE,
-    runner: str = "k10",
-    hold_timeout: str = DEFAULT_HOLD_TIMEOUT,
-) -> list[dict[str, Any]]:
-    """What `render` prints: the Blueprint, and for K10 its BlueprintBinding."""
-    docs = [render(cluster, namespace, platform, image, runner, hold_timeout)]
-    if runner == "k10":
-        docs.append(binding(cluster, namespace, platform))
-    return docs
+@dataclass(frozen=True)
+class BlueprintRequest:
+    """What `blueprint render` was asked for."""
 
+    cluster: str
+    namespace: str
+    platform: str = DEFAULT_PLATFORM
+    image: str = DEFAULT_IMAGE
+    runner: str = "k10"
+    hold_timeout: str = DEFAULT_HOLD_TIMEOUT
 
-def render_flags(
-    cluster: str,
-    namespace: str,
-    platform: str = DEFAULT_PLATFORM,
-    image: str = DEFAULT_IMAGE,
-    runner: str = "k10",
-    hold_timeout: str = DEFAULT_HOLD_TIMEOUT,
-) -> str:
-    """The command line that renders exactly this (defaults left out)."""
-    flags = [f"--for {runner}", f"--cluster {cluster}", f"--namespace {namespace}"]
-    if platform != DEFAULT_PLATFORM:
-        flags.append(f"--platform {platform}")
-    if image != DEFAULT_IMAGE:
-        flags.append(f"--image {image}")
-    if hold_timeout != DEFAULT_HOLD_TIMEOUT:
-        flags.append(f"--hold-timeout {hold_timeout}")
-    return "kasten-bp blueprint render " + " ".join(flags)
+    def documents(self) -> list[dict[str, Any]]:
+        """The Blueprint, and for K10 its BlueprintBinding."""
+        docs = [
+            render(
+                self.cluster,
+                self.namespace,
+                self.platform,
+                self.image,
+                self.runner,
+                self.hold_timeout,
+            )
+        ]
+        if self.runner == "k10":
+            docs.append(binding(self.cluster, self.namespace, self.platform))
+        return docs
+
+    def command(self) -> str:
+        """The command line that renders exactly this (defaults left out)."""
+        flags = [f"--for {self.runner}", f"--cluster {self.cluster}"]
+        flags.append(f"--namespace {self.namespace}")
+        if self.platform != DEFAULT_PLATFORM:
+            flags.append(f"--platform {self.platform}")
+        if self.image != DEFAULT_IMAGE:
+            flags.append(f"--image {self.image}")
+        if self.hold_timeout != DEFAULT_HOLD_TIMEOUT:
+            flags.append(f"--hold-timeout {self.hold_timeout}")
+        return "kasten-bp blueprint render " + " ".join(flags)
 
 
 def header(command: str, runner: str) -> str:
@@ -328,12 +335,10 @@ def render_command(
 ) -> None:
     """Print the Blueprint (and for K10 its BlueprintBinding): YAML documents, or with
     --output json a v1 List of the same objects."""
-    docs = run_command(
-        output, lambda: documents(cluster, namespace, platform, image, runner, hold_timeout)
-    )
-    command = render_flags(cluster, namespace, platform, image, runner, hold_timeout)
+    request = BlueprintRequest(cluster, namespace, platform, image, runner, hold_timeout)
+    docs = run_command(output, request.documents)
     emit(
         {"apiVersion": "v1", "kind": "List", "items": docs},
         output,
-        lambda data: to_yaml(data["items"], command, runner).rstrip("\n"),
+        lambda data: to_yaml(data["items"], request.command(), runner).rstrip("\n"),
     )
