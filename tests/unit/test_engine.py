@@ -90,7 +90,6 @@ class Down(Step[Nothing, Token, Counted]):
 class Generic(Step[BaseModel, Nothing, Nothing]):
     """A step with chosen needs; records what it received; may fail or keep the backup."""
 
-
     def __init__(
         self,
         name: str,
