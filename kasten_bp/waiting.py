@@ -20,10 +20,6 @@ def add_progress_listener(listener: Callable[[str], None]) -> None:
         _listeners.append(listener)
 
 
-def clear_progress_listeners() -> None:
-    _listeners.clear()
-
-
 def announce(message: str) -> None:
     for listener in list(_listeners):
         listener(message)

@@ -22,10 +22,6 @@ class LocalCatalog:
             raise UsageError(f"catalog key {key!r} escapes {self.root}")
         return path
 
-    def path_of(self, key: str) -> Path:
-        """Local-only: where a key lives (the local platform keeps snapshots beside it)."""
-        return self._path(key)
-
     def write_json(self, key: str, data: dict[str, Any]) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)

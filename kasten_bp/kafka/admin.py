@@ -80,18 +80,6 @@ def create_topic(
             raise UsageError(f"creating topic {topic} on {bootstrap}: {err.str()}") from None
 
 
-def delete_topics(bootstrap: str, names: list[str]) -> None:
-    if not names:
-        return
-    client = clients.admin(bootstrap)  # must outlive its futures
-    for topic, future in client.delete_topics(names).items():
-        try:
-            future.result()
-        except KafkaException as exc:
-            if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
-                raise KastenBpError(f"deleting topic {topic}: {exc.args[0].str()}") from None
-
-
 @kafka_retry
 def watermarks(
     bootstrap: str, partitions: list[tuple[str, int]], timeout: float = 10.0
@@ -123,16 +111,38 @@ def offsets_for_times(
         return int(tp.offset)
 
 
-def committed_group_offsets(
-    bootstrap: str, group: str, partitions: list[tuple[str, int]]
-) -> dict[tuple[str, int], int]:
-    """A consumer group's committed offsets for the given partitions (>= 0 only).
+def create_acls(
+    bootstrap: str, acls: list[tuple[str, str, str, str]], extra: dict | None = None
+) -> None:
+    """Allow ACLs, each (principal, resource type, literal resource name, operation), e.g.
+    ("User:mm2", "TOPIC", "*", "READ"); creating an existing binding is a no-op."""
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
 
-    Read through a consumer of the group, not the AdminClient: librdkafka's
-    ListConsumerGroupOffsets can crash when the coordinator is not ready yet."""
-    consumer = clients.consumer(bootstrap, {"group.id": group})
-    try:
-        tps = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
-        return {(str(tp.topic), tp.partition): tp.offset for tp in tps if tp.offset >= 0}
-    finally:
-        consumer.close()
+    if not acls:
+        return
+    bindings = [
+        AclBinding(
+            # librdkafka names the cluster resource BROKER.
+            ResourceType["BROKER" if resource_type == "CLUSTER" else resource_type],
+            name,
+            ResourcePatternType.LITERAL,
+            principal,
+            "*",
+            AclOperation[operation],
+            AclPermissionType.ALLOW,
+        )
+        for principal, resource_type, name, operation in acls
+    ]
+    client = clients.admin(bootstrap, extra)  # must outlive its futures
+    for binding, future in client.create_acls(bindings, request_timeout=15).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            error = TemporaryError if is_temporary(exc) else KastenBpError
+            raise error(f"creating ACL {binding} on {bootstrap}: {exc.args[0].str()}") from None

@@ -51,32 +51,3 @@ def produce(bootstrap: str, records: Iterable[Record], extra: dict | None = None
     if tracker.errors:
         raise KastenBpError(f"delivery failed: {tracker.errors[0]} ({len(tracker.errors)} errors)")
     return tracker.delivered
-
-
-def produce_transactional(
-    bootstrap: str,
-    batches: list[list[Record]],
-    transactional_id: str,
-    abort: set[int] = frozenset(),  # type: ignore[assignment]
-) -> int:
-    """Produce each batch in its own transaction; batches whose index is in `abort` are aborted."""
-    producer = clients.producer(bootstrap, {"transactional.id": transactional_id})
-    producer.init_transactions(30)
-    committed = 0
-    for i, batch in enumerate(batches):
-        producer.begin_transaction()
-        for r in batch:
-            producer.produce(
-                r.topic,
-                key=r.key,
-                value=r.value,
-                partition=max(r.partition, 0),
-                headers=list(r.headers) or None,
-                timestamp=r.timestamp or 0,
-            )
-        if i in abort:
-            producer.abort_transaction(30)
-        else:
-            producer.commit_transaction(30)
-            committed += len(batch)
-    return committed

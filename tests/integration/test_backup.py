@@ -21,6 +21,7 @@ from kasten_bp.records import Record
 from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.journal import DeferredRecord, Journal, StepRecord
 
+from . import kafka_tools
 from .helpers import (
     BackgroundProducer,
     LabHandle,
@@ -147,7 +148,7 @@ def test_verify_catches_a_duplicated_record_and_a_missing_topic(
     assert statuses[(topic, 0)] == "divergent"
     assert statuses[(topic, 1)] in ("consistent", "behind")
 
-    admin.delete_topics(restored, [topic])
+    kafka_tools.delete_topics(restored, [topic])
     from kasten_bp.waiting import wait_for
 
     wait_for(

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from kasten_bp.kafka import admin, clients, producing
+from kasten_bp.kafka import clients, producing
 from kasten_bp.lab.lab import Lab
 from kasten_bp.lab.load import LoadSpec, run_load
 from kasten_bp.lab.ports import is_listening
 from kasten_bp.records import Record
 from kasten_bp.waiting import wait_for
 
+from . import kafka_tools
 from .helpers import LabHandle, contents, partition_records, wait_mirrored
 
 pytestmark = pytest.mark.integration
@@ -77,13 +78,13 @@ def test_consumer_group_offsets_are_checkpointed_and_translated(lab: LabHandle, 
     parts = [(topic, p) for p in range(3)]
     primary_offsets = wait_for(
         f"group {group} offsets on the primary",
-        lambda: admin.committed_group_offsets(lab.primary, group, parts) or None,
+        lambda: kafka_tools.committed_group_offsets(lab.primary, group, parts) or None,
         60,
     )
     assert sum(primary_offsets.values()) == 60
 
     def translated() -> dict | None:
-        offsets = admin.committed_group_offsets(lab.mirror, group, parts)
+        offsets = kafka_tools.committed_group_offsets(lab.mirror, group, parts)
         return offsets if offsets == primary_offsets else None
 
     # Same offsets on both sides: the mirror topic was written in the same order from offset 0.

@@ -16,6 +16,7 @@ from kasten_bp.lab.lab import Lab
 from kasten_bp.platforms.local import LocalPlatform
 from kasten_bp.records import Record
 
+from . import kafka_tools
 from .helpers import LabHandle, wait_mirrored
 from .snapshot_surgery import RemoveRecord, doctor, replace_bytes, truncate_tail
 from .test_backup import cli, cli_json
@@ -51,7 +52,7 @@ def test_transactional_and_compacted_topics_verify_consistent(
         [Record(txn, i % 2, -1, 0, f"k{j}".encode(), f"t{i}-{j}".encode(), ()) for j in range(10)]
         for i in range(6)
     ]
-    producing.produce_transactional(lab.primary, batches, f"tx-{txn}", abort={1, 4})
+    kafka_tools.produce_transactional(lab.primary, batches, f"tx-{txn}", abort={1, 4})
     producing.produce(
         lab.primary,
         [

@@ -39,9 +39,8 @@ def test_write_read_round_trip(catalog: LocalCatalog) -> None:
 
 def test_read_missing_or_non_object(catalog: LocalCatalog) -> None:
     assert catalog.read_json("backups/nope/manifest.json") is None
-    path = catalog.path_of("list.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("[1, 2]")
+    catalog.root.mkdir(parents=True, exist_ok=True)
+    (catalog.root / "list.json").write_text("[1, 2]")
     assert catalog.read_json("list.json") is None
 
 
@@ -63,7 +62,7 @@ def test_write_is_atomic(catalog: LocalCatalog, monkeypatch: pytest.MonkeyPatch)
     # A successful write replaces the document in one step and leaves no temp file behind.
     catalog.write_json(key, {"version": 3})
     assert catalog.read_json(key) == {"version": 3}
-    assert [p.name for p in catalog.path_of(key).parent.iterdir()] == ["manifest.json"]
+    assert [p.name for p in (catalog.root / "backups" / "b1").iterdir()] == ["manifest.json"]
 
 
 def test_write_leaves_no_temp_file(catalog: LocalCatalog) -> None:

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from kasten_bp import waiting
 from kasten_bp.cli import app
-from kasten_bp.waiting import clear_progress_listeners
 
 runner = CliRunner()
 
@@ -23,8 +23,9 @@ COMMANDS += ["resume", "status"]
 def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("KASTEN_BP_CONFIG", raising=False)
     monkeypatch.delenv("KASTEN_BP_CATALOG", raising=False)
+    # Commands register progress listeners globally: each test starts and ends with none.
+    monkeypatch.setattr(waiting, "_listeners", [])
     yield
-    clear_progress_listeners()
 
 
 @pytest.fixture

@@ -194,7 +194,7 @@ def standard_flow(
 
 
 def journal_on_disk(catalog: LocalCatalog) -> Journal:
-    data = json.loads(catalog.path_of(backup_key(BACKUP_ID, JOURNAL)).read_text())
+    data = json.loads((catalog.root / backup_key(BACKUP_ID, JOURNAL)).read_text())
     return Journal.model_validate(data)
 
 
