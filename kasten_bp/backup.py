@@ -16,6 +16,7 @@ from kasten_bp.catalog.manifests import manifest_data
 from kasten_bp.config import Config
 from kasten_bp.errors import RunFailed, UsageError
 from kasten_bp.hold import DEFAULT_HOLD_SECONDS, iso, watchdog_command
+from kasten_bp.kafka.clients import apply_config_security
 from kasten_bp.platforms import build_platform
 from kasten_bp.platforms.base import Platform
 from kasten_bp.steps import QUIESCE_UNTIL, SNAPSHOT_STEP, TIMING_MARKS, backup_flow
@@ -43,6 +44,8 @@ class Backups:
         config_file: Path | None = None,
     ) -> None:
         self.config = config
+        # Every Kafka client of this process reaches these clusters with their security.
+        apply_config_security(config)
         # Where a hold's watchdog reads the same configuration from.
         self.config_file = config_file
         self.platform: Platform = build_platform(config)

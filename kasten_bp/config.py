@@ -1,26 +1,209 @@
-"""Typed configuration from kasten-bp.yaml, with KASTEN_BP_* environment overrides."""
+"""Typed configuration from kasten-bp.yaml, with KASTEN_BP_* environment overrides.
+
+Which file: `--config`, else `$KASTEN_BP_CONFIG`, else `./kasten-bp.yaml`.
+
+Environment overrides, applied to the file's content before validation:
+
+- `KASTEN_BP_CATALOG` replaces `catalog`;
+- `KASTEN_BP_<SECTION>__<FIELD>[__<SUBFIELD>...]` (double underscores between levels,
+  case-insensitive) sets one field at any depth, e.g. `KASTEN_BP_PRIMARY__BOOTSTRAP=h:9093`,
+  `KASTEN_BP_PRIMARY__SASL__USERNAME=kasten-bp`, `KASTEN_BP_BACKUP__HEAD_WINDOW=128`. A
+  value starting with `[` or `{` is read as YAML (`KASTEN_BP_CONNECT__CONNECTORS=[a, b]`);
+  anything else is a string that validation converts. Variables without `__` (such as
+  `KASTEN_BP_CONFIG`, `KASTEN_BP_S3_ENDPOINT`) are not overrides.
+
+Client security (issue 14). Each Kafka cluster (`primary`, `mirror`, and `restored` for
+restored clusters, which defaults to the mirror's security) takes
+
+    security_protocol: SASL_SSL   # PLAINTEXT (default) | SSL | SASL_PLAINTEXT | SASL_SSL
+    ssl: {ca_file: ..., cert_file: ..., key_file: ..., key_password_env: VAR}
+    sasl: {mechanism: SCRAM-SHA-512, username: kasten-bp, password_env: VAR}
+
+and `connect` takes `ssl: {ca_file, cert_file, key_file, key_password_env}` and
+`basic_auth: {username, password_env | password_file}`. Secrets are *named*, never written
+in the file: a `*_env` field names an environment variable and a `*_file` field a file
+holding the secret, both read only when a client is created. A file with an inline secret
+(a key such as `password`, `key_password`, `token` or `secret` holding a value, at any
+depth, also through an environment override) is refused, naming the key, never the value.
+`kasten_bp.kafka.clients.apply_config_security` applies the Kafka part to every client;
+`kasten_bp.connect.ConnectClient.for_config` the Connect part.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kasten_bp.errors import UsageError
 
 DEFAULT_CONFIG = Path("kasten-bp.yaml")
+ENV_PREFIX = "KASTEN_BP_"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+# Key names that hold a secret when they hold a value; `<word>_env` and `<word>_file` name one.
+_SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "token", "credential")
+_SECRET_NAMING_SUFFIXES = ("_env", "_file", "_name", "_ref")
 
 
-class KafkaEndpoint(BaseModel):
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_secret(env: str | None, file: str | None, what: str) -> str:
+    """The secret named by an environment variable or a file; UsageError naming the
+    variable or file (never a value) when it cannot be read."""
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise UsageError(f"{what}: environment variable {env} is not set")
+        return value
+    if file is not None:
+        try:
+            return Path(file).read_text().strip()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise UsageError(f"{what}: cannot read password file {file}: {reason}") from None
+    raise UsageError(f"{what}: no secret named (set *_env or *_file)")
+
+
+class SecretRef(_Strict):
+    """A password named by an environment variable or a file (exactly one)."""
+
+    password_env: str | None = None
+    password_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError("name the password with exactly one of password_env, password_file")
+        return self
+
+    def password(self, what: str) -> str:
+        return read_secret(self.password_env, self.password_file, what)
+
+
+class SslConfig(_Strict):
+    """TLS for a client: the CA to trust and, for mutual TLS, a certificate and key (PEM)."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    key_password_env: str | None = None
+    key_password_file: str | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> SslConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.key_password_env is not None and self.key_password_file is not None:
+            raise ValueError(
+                "name the key password with one of key_password_env, key_password_file"
+            )
+        if self.key_file is None and (self.key_password_env or self.key_password_file):
+            raise ValueError("a key password needs key_file")
+        return self
+
+    @property
+    def has_key_password(self) -> bool:
+        return self.key_password_env is not None or self.key_password_file is not None
+
+    def key_password(self, what: str) -> str:
+        return read_secret(self.key_password_env, self.key_password_file, f"{what} ssl key")
+
+    def check(self, what: str) -> None:
+        """The key password and every file named readable now (UsageError naming it)."""
+        if self.has_key_password:
+            self.key_password(what)
+        named = [("ca_file", self.ca_file), ("cert_file", self.cert_file)]
+        named += [("key_file", self.key_file)]
+        for field, path in named:
+            if path is not None and not os.access(path, os.R_OK):
+                raise UsageError(f"{what} ssl.{field}: cannot read {path}")
+
+
+class SaslConfig(SecretRef):
+    mechanism: str = "SCRAM-SHA-512"  # one of SASL_MECHANISMS
+    username: str
+
+    @field_validator("mechanism")
+    @classmethod
+    def _known_mechanism(cls, value: str) -> str:
+        if value not in SASL_MECHANISMS:
+            raise ValueError(f"mechanism must be one of {', '.join(SASL_MECHANISMS)}")
+        return value
+
+
+class ClientSecurity(_Strict):
+    """How a Kafka client authenticates and encrypts; PLAINTEXT (nothing) by default."""
+
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    ssl: SslConfig | None = None
+    sasl: SaslConfig | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClientSecurity:
+        protocol = self.security_protocol
+        if protocol.startswith("SASL_") and self.sasl is None:
+            raise ValueError(f"security_protocol {protocol} needs sasl")
+        if not protocol.startswith("SASL_") and self.sasl is not None:
+            raise ValueError(
+                f"sasl needs security_protocol SASL_SSL or SASL_PLAINTEXT, not {protocol}"
+            )
+        if not protocol.endswith("SSL") and self.ssl is not None:
+            raise ValueError(f"ssl needs security_protocol SSL or SASL_SSL, not {protocol}")
+        return self
+
+    @property
+    def plaintext(self) -> bool:
+        return self.security_protocol == "PLAINTEXT"
+
+    def security(self) -> ClientSecurity:
+        """Only the security part (an endpoint without its bootstrap)."""
+        return ClientSecurity(
+            security_protocol=self.security_protocol, ssl=self.ssl, sasl=self.sasl
+        )
+
+    def check(self, what: str) -> None:
+        """Every named secret and file readable now: UsageError (exit 2) naming what is not."""
+        if self.sasl is not None:
+            self.sasl.password(f"{what} sasl")
+        if self.ssl is not None:
+            self.ssl.check(what)
+
+
+class KafkaEndpoint(ClientSecurity):
     bootstrap: str
 
 
-class ConnectConfig(BaseModel):
+class BasicAuth(SecretRef):
+    username: str
+
+
+class ConnectConfig(_Strict):
     url: str
     connectors: list[str]
+    ssl: SslConfig | None = None
+    basic_auth: BasicAuth | None = None
+
+    def check(self) -> None:
+        """Every named secret and file readable now: UsageError (exit 2) naming what is not."""
+        if self.basic_auth is not None:
+            self.basic_auth.password("connect basic_auth")
+        if self.ssl is not None:
+            self.ssl.check("connect")
 
 
 class ReplicationConfig(BaseModel):
@@ -76,12 +259,19 @@ class Config(BaseModel):
     platform: Literal["local", "strimzi", "statefulset"] = "local"
     primary: KafkaEndpoint
     mirror: KafkaEndpoint
+    # Security of restored clusters (verify --restored, restore targets); None: the mirror's,
+    # since a restored cluster is a copy of the mirror.
+    restored: ClientSecurity | None = None
     connect: ConnectConfig
     replication: ReplicationConfig = Field(default_factory=ReplicationConfig)
     catalog: str
     backup: BackupConfig = Field(default_factory=lambda: BackupConfig.model_validate({}))
     local: LocalPlatformConfig | None = None
     kubernetes: KubernetesConfig | None = None
+
+    @property
+    def restored_security(self) -> ClientSecurity:
+        return self.restored if self.restored is not None else self.mirror.security()
 
 
 def config_path(path: Path | None) -> Path:
@@ -101,6 +291,8 @@ def load_config(path: Path | None) -> Config:
         raise UsageError(f"config {path} must be a mapping")
     if "KASTEN_BP_CATALOG" in os.environ:
         raw["catalog"] = os.environ["KASTEN_BP_CATALOG"]
+    apply_env_overrides(raw, os.environ)
+    refuse_inline_secrets(raw, f"config {path}")
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
@@ -113,3 +305,52 @@ def write_config(config: Config, path: Path) -> None:
     path.write_text(
         yaml.safe_dump(config.model_dump(mode="json", exclude_none=True), sort_keys=False)
     )
+
+
+def apply_env_overrides(raw: dict[str, Any], environ: Any) -> None:
+    """Set `KASTEN_BP_<SECTION>__<FIELD>[__<SUBFIELD>]` values into the raw config."""
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+        if not all(keys):
+            raise UsageError(f"environment {name}: empty name between double underscores")
+        value: Any = environ[name]
+        if value.lstrip().startswith(("[", "{")):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise UsageError(f"environment {name}: not valid YAML") from None
+        node = raw
+        for depth, key in enumerate(keys[:-1]):
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                where = ".".join(keys[: depth + 1])
+                raise UsageError(f"environment {name}: {where} is not a section")
+            node = child
+        node[keys[-1]] = value
+
+
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    if lowered.endswith(_SECRET_NAMING_SUFFIXES):
+        return False
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
+def refuse_inline_secrets(raw: Any, where: str, path: str = "") -> None:
+    """UsageError naming the first key path that holds a secret's value (never the value)."""
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            key_path = f"{path}.{key}" if path else str(key)
+            if _is_secret_key(str(key)) and value not in (None, ""):
+                raise UsageError(
+                    f"{where}: {key_path}: inline secrets are refused; name the secret "
+                    f"with {key}_env (an environment variable) or {key}_file (a file)"
+                )
+            refuse_inline_secrets(value, where, key_path)
+    elif isinstance(raw, list):
+        for index, item in enumerate(raw):
+            refuse_inline_secrets(item, where, f"{path}[{index}]")

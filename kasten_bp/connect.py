@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 from urllib.parse import quote
 
@@ -13,6 +14,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from kasten_bp.config import BasicAuth, ConnectConfig, SslConfig
 from kasten_bp.errors import KastenBpError, TemporaryError, UsageError
 from kasten_bp.transience import is_temporary
 
@@ -28,10 +30,48 @@ _retry = retry(
 )
 
 
+def ssl_context(tls: SslConfig | None) -> ssl.SSLContext | bool:
+    """What httpx verifies the Connect REST server with: the system CAs (True), or a
+    context trusting `ca_file` and presenting a client certificate. Key password read now."""
+    if tls is None:
+        return True
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file is not None and tls.key_file is not None:
+            password = tls.key_password("connect") if tls.has_key_password else None
+            context.load_cert_chain(tls.cert_file, tls.key_file, password)
+    except (OSError, ssl.SSLError) as exc:
+        # The reason only (e.g. "No such file or directory", "bad decrypt"): never a secret.
+        reason = (
+            getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
+        )
+        raise UsageError(f"connect ssl: cannot load the CA, certificate or key: {reason}") from None
+    return context
+
+
+def basic_auth(auth: BasicAuth | None) -> httpx.BasicAuth | None:
+    if auth is None:
+        return None
+    return httpx.BasicAuth(auth.username, auth.password("connect basic_auth"))
+
+
 class ConnectClient:
-    def __init__(self, url: str, timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 15.0,
+        tls: SslConfig | None = None,
+        auth: BasicAuth | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.url, timeout=timeout, verify=ssl_context(tls), auth=basic_auth(auth)
+        )
+
+    @classmethod
+    def for_config(cls, connect: ConnectConfig, timeout: float = 15.0) -> ConnectClient:
+        """A client of the configured Connect with its TLS and basic auth: use this one."""
+        return cls(connect.url, timeout, connect.ssl, connect.basic_auth)
 
     def close(self) -> None:
         self._http.close()

@@ -1,4 +1,12 @@
-"""Client construction: the only place that knows confluent-kafka config keys we share."""
+"""Client construction: the only place that knows confluent-kafka config keys we share.
+
+Security is applied here and only here: `use_security(bootstrap, security)` registers how
+to reach one cluster, `use_default_security(security)` how to reach any other (restored
+clusters), and `apply_config_security(config)` does both from a loaded config. Every client
+built below gets the settings registered for its bootstrap; secrets (SASL password, TLS key
+password) are read from their environment variable or file when the client is created and
+live only in the dict handed to librdkafka: never in a model, a log line or an error.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +20,87 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
+from kasten_bp.config import ClientSecurity, Config
+
 # librdkafka logs through Python logging instead of writing to stderr.
 _LOG = logging.getLogger("kasten_bp.librdkafka")
 _LOG.addHandler(logging.NullHandler())
 _LOG.propagate = False
+
+PLAINTEXT = ClientSecurity()
+
+# Cluster (its set of host:port) -> how to reach it; plus the default for any other cluster.
+_security: dict[frozenset[str], ClientSecurity] = {}
+_default_security: ClientSecurity | None = None
+_security_lock = threading.Lock()
+
+
+def _cluster_key(bootstrap: str) -> frozenset[str]:
+    """The same cluster whatever the order, spacing or host case of its bootstrap list."""
+    return frozenset(part.strip().lower() for part in bootstrap.split(",") if part.strip())
+
+
+def use_security(bootstrap: str, security: ClientSecurity) -> None:
+    """Reach the cluster at `bootstrap` with `security` from now on (replaces any earlier)."""
+    with _security_lock:
+        _security[_cluster_key(bootstrap)] = security.security()
+
+
+def use_default_security(security: ClientSecurity | None) -> None:
+    """How to reach clusters not registered with use_security (None: plaintext)."""
+    global _default_security
+    with _security_lock:
+        _default_security = security.security() if security is not None else None
+
+
+def clear_security() -> None:
+    """Forget every registration (tests)."""
+    global _default_security
+    with _security_lock:
+        _security.clear()
+        _default_security = None
+
+
+def security_for(bootstrap: str) -> ClientSecurity:
+    with _security_lock:
+        found = _security.get(_cluster_key(bootstrap))
+        return found or _default_security or PLAINTEXT
+
+
+def apply_config_security(config: Config) -> None:
+    """Register the primary's, the mirror's and restored clusters' security from a loaded
+    config; check now (UsageError, exit 2) that every secret and file it names is readable."""
+    config.primary.check("primary")
+    config.mirror.check("mirror")
+    if config.restored is not None:
+        config.restored.check("restored")
+    config.connect.check()
+    use_security(config.primary.bootstrap, config.primary)
+    use_security(config.mirror.bootstrap, config.mirror)
+    use_default_security(config.restored_security)
+
+
+def librdkafka_security(security: ClientSecurity, what: str = "kafka") -> dict[str, Any]:
+    """librdkafka settings for `security`, secrets read now. Never log or show the result."""
+    if security.plaintext:
+        return {}
+    conf: dict[str, Any] = {"security.protocol": security.security_protocol.lower()}
+    ssl = security.ssl
+    if ssl is not None:
+        if ssl.ca_file is not None:
+            conf["ssl.ca.location"] = ssl.ca_file
+        if ssl.cert_file is not None:
+            conf["ssl.certificate.location"] = ssl.cert_file
+        if ssl.key_file is not None:
+            conf["ssl.key.location"] = ssl.key_file
+        if ssl.has_key_password:
+            conf["ssl.key.password"] = ssl.key_password(what)
+    sasl = security.sasl
+    if sasl is not None:
+        conf["sasl.mechanisms"] = sasl.mechanism
+        conf["sasl.username"] = sasl.username
+        conf["sasl.password"] = sasl.password(f"{what} sasl")
+    return conf
 
 
 def _base(bootstrap: str, extra: dict[str, Any] | None) -> dict[str, Any]:
@@ -24,6 +109,7 @@ def _base(bootstrap: str, extra: dict[str, Any] | None) -> dict[str, Any]:
         "socket.timeout.ms": 10000,
         "logger": _LOG,
     }
+    conf.update(librdkafka_security(security_for(bootstrap), f"kafka {bootstrap}"))
     conf.update(extra or {})
     return conf
 
@@ -61,13 +147,14 @@ def producer(bootstrap: str, extra: dict[str, Any] | None = None) -> Producer:
 # Consumers are costly to create (threads, connections, metadata); reading many partitions
 # one after another reuses them. A consumer is checked out exclusively, so nested reads
 # (a generator still open while another read starts) get their own.
-_pool: dict[tuple[str, str], list[Consumer]] = {}
+# Keyed by security too: a consumer made before a registration changed is not reused.
+_pool: dict[tuple[str, str, ClientSecurity], list[Consumer]] = {}
 _pool_lock = threading.Lock()
 
 
 @contextmanager
 def pooled_consumer(bootstrap: str, isolation: str = "read_committed") -> Iterator[Consumer]:
-    key = (bootstrap, isolation)
+    key = (bootstrap, isolation, security_for(bootstrap))
     with _pool_lock:
         free = _pool.get(key)
         c = free.pop() if free else None

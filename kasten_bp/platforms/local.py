@@ -32,9 +32,7 @@ class LocalPlatform:
             raise UsageError("config has platform local but no `local.lab_dir`")
         self.config = config
         self.lab = Lab(Path(config.local.lab_dir))
-        self.mirrormaker: MirrorMakerControl = ConnectRestMirrorMaker(
-            config.connect.url, config.connect.connectors
-        )
+        self.mirrormaker: MirrorMakerControl = ConnectRestMirrorMaker(config.connect)
 
     # --- state ------------------------------------------------------------------------
 

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+from kasten_bp.config import ConnectConfig
 from kasten_bp.connect import STOPPED, ConnectClient
 from kasten_bp.errors import KastenBpError, PermanentError
 from kasten_bp.waiting import wait_for
 
 
 class ConnectRestMirrorMaker:
-    def __init__(self, url: str, connectors: list[str]) -> None:
-        self.url = url
-        self.connectors = connectors
+    def __init__(self, connect: ConnectConfig) -> None:
+        self.connect = connect
+        self.url = connect.url
+        self.connectors = connect.connectors
+
+    def client(self, timeout: float = 15.0) -> ConnectClient:
+        """A client of this Connect with the configured TLS and basic auth."""
+        return ConnectClient.for_config(self.connect, timeout)
 
     def connector_states(self) -> dict[str, str]:
-        with ConnectClient(self.url) as client:
+        with self.client() as client:
             return {name: client.state(name) for name in self.connectors}
 
     def stop(self, names: list[str], timeout: float) -> None:
-        with ConnectClient(self.url) as client:
+        with self.client() as client:
             for name in names:
                 client.stop(name)
             for name in names:
@@ -29,7 +35,7 @@ class ConnectRestMirrorMaker:
                 wait_for(f"connector {name} to be STOPPED", stopped, timeout)
 
     def restore(self, states: dict[str, str], timeout: float) -> None:
-        with ConnectClient(self.url) as client:
+        with self.client() as client:
             for name, state in states.items():
                 client.restore_state(name, state)
             for name, state in states.items():
@@ -46,7 +52,7 @@ class ConnectRestMirrorMaker:
 
     def source_offsets(self) -> dict[tuple[str, int], int]:
         out: dict[tuple[str, int], int] = {}
-        with ConnectClient(self.url) as client:
+        with self.client() as client:
             for name in self.connectors:
                 if not name.endswith("MirrorSourceConnector"):
                     continue

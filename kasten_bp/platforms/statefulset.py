@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kasten_bp.connect import ConnectClient
 from kasten_bp.errors import KastenBpError, TemporaryError, UsageError
 from kasten_bp.manifest import Manifest, SnapshotRef
 from kasten_bp.platforms.base import BrokerInfo
@@ -141,7 +140,7 @@ class ScaledMirrorMaker:
         return f"{WORKLOAD_PREFIX}{self.namespace}/{self.name}"
 
     def _rest_up(self) -> bool:
-        with ConnectClient(self.rest.url, timeout=3) as client:
+        with self.rest.client(timeout=3) as client:
             return client.reachable()
 
     def connector_states(self) -> dict[str, str]:

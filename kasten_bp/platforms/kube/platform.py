@@ -73,7 +73,7 @@ class KubePlatform(ABC):
         self.namespace = self.k8s.namespace
         self.cluster = self.k8s.cluster
         self.kube = Kube.from_config(self.k8s)
-        self.rest = ConnectRestMirrorMaker(config.connect.url, config.connect.connectors)
+        self.rest = ConnectRestMirrorMaker(config.connect)
         # Without `kubernetes.mirrormaker`, MM2 is controlled through Connect REST alone.
         mm2 = self.k8s.mirrormaker
         self.mirrormaker: MirrorMakerControl = self.managed_mirrormaker(mm2) if mm2 else self.rest
