@@ -31,6 +31,11 @@ def _render_lab(info: dict[str, Any]) -> str:
         lines.append(f"  {name}: {st}")
     for backup_id, restored in info.get("restored", {}).items():
         lines.append(f"restored  {backup_id}: {restored['bootstrap']}")
+    if "security" in info:
+        sec = info["security"]
+        lines.append(
+            f"security  {sec['security_protocol']} {sec['sasl_mechanism']}, CA {sec['ca_file']}"
+        )
     lines.append(f"config    {info['config']}")
     return "\n".join(lines)
 
@@ -43,12 +48,18 @@ def up(
     replication_policy: str = typer.Option(
         "identity", "--replication-policy", help="identity|default"
     ),
+    secure: bool = typer.Option(
+        False,
+        "--secure",
+        help="TLS and SCRAM-SHA-512 on both clusters, ACLs, MM2 and Connect REST over TLS",
+    ),
     output: Output = OutputOption,
 ) -> None:
     """Start (or show, if already up) the lab under WORKDIR."""
     show_progress()
     info = run_command(
-        output, lambda: Lab(workdir).up(primary_brokers, mirror_brokers, replication_policy)
+        output,
+        lambda: Lab(workdir).up(primary_brokers, mirror_brokers, replication_policy, secure=secure),
     )
     emit(info, output, _render_lab)
 
@@ -83,7 +94,9 @@ def load(
     """Produce keyed records with headers and varied sizes to the primary."""
 
     def go() -> dict[str, Any]:
-        state = Lab(workdir).require_state()
+        the_lab = Lab(workdir)
+        state = the_lab.require_state()
+        the_lab.use_admin(state)
         spec = LoadSpec(topic=topic, records=records, rate=rate, partitions=partitions)
         return run_load(state.primary.bootstrap, spec)
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from kasten_bp.errors import UsageError
 from kasten_bp.lab import jars, processes
 from kasten_bp.lab.ports import free_ports, is_listening
+from kasten_bp.lab.security import LabSecurity
 
 BROKER_HEAP = os.environ.get("KASTEN_BP_BROKER_HEAP", "384m")
 # C1-only JIT and the serial GC keep eight JVMs on two cores responsive.
@@ -89,7 +90,9 @@ def plan_cluster(name: str, root: Path, size: int, cluster_id: str | None = None
     return ClusterSpec(name=name, cluster_id=cluster_id or new_cluster_id(), brokers=brokers)
 
 
-def broker_properties(cluster: ClusterSpec, broker: BrokerSpec) -> str:
+def broker_properties(
+    cluster: ClusterSpec, broker: BrokerSpec, security: LabSecurity | None = None
+) -> str:
     rf = min(3, len(cluster.brokers))
     voters = ",".join(f"{b.id}@127.0.0.1:{b.controller_port}" for b in cluster.brokers)
     props = {
@@ -127,23 +130,35 @@ def broker_properties(cluster: ClusterSpec, broker: BrokerSpec) -> str:
         "num.recovery.threads.per.data.dir": 1,
         "background.threads": 2,
     }
+    if security is not None:
+        props.update(security.broker_overrides(broker.port, broker.controller_port))
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
-def write_configs(cluster: ClusterSpec) -> None:
+def write_configs(cluster: ClusterSpec, security: LabSecurity | None = None) -> None:
     for broker in cluster.brokers:
         Path(broker.run_dir).mkdir(parents=True, exist_ok=True)
-        broker.config_path.write_text(broker_properties(cluster, broker))
+        if security is None:
+            broker.config_path.write_text(broker_properties(cluster, broker))
+            continue
+        # A secured broker's properties hold the inter-broker SCRAM password.
+        fd = os.open(broker.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(broker_properties(cluster, broker, security))
+        os.chmod(broker.config_path, 0o600)
 
 
-def format_storage(cluster: ClusterSpec) -> None:
-    """`kafka-storage format` for every broker whose log dir is not formatted yet."""
+def format_storage(cluster: ClusterSpec, security: LabSecurity | None = None) -> None:
+    """`kafka-storage format` for every broker whose log dir is not formatted yet; a
+    secured lab's SCRAM users are created here, in the bootstrap metadata."""
     java = jars.check_java()
     for broker in cluster.brokers:
         if (Path(broker.log_dir) / "meta.properties").exists():
             continue
         cmd = [java, *JVM_FLAGS, "-cp", jars.classpath(), "kafka.tools.StorageTool", "format"]
         cmd += ["-t", cluster.cluster_id, "-c", str(broker.config_path)]
+        if security is not None:
+            cmd += security.scram_format_args()
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise UsageError(

@@ -2,6 +2,8 @@
 
 Everything lives under one directory: lab.json (the plan: ports, ids, dirs), one run dir
 per process with its pid file and logs, and kasten-bp.yaml for later commands.
+`lab up --secure` adds security/ (CA, certificates, SCRAM passwords: see lab/security.py),
+TLS + SCRAM-SHA-512 listeners, ACLs, and Connect REST over TLS.
 """
 
 from __future__ import annotations
@@ -11,22 +13,27 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel
 
 from kasten_bp.config import (
+    ClientSecurity,
     Config,
     ConnectConfig,
     KafkaEndpoint,
     LocalPlatformConfig,
     ReplicationConfig,
+    SaslConfig,
+    SslConfig,
     write_config,
 )
 from kasten_bp.connect import ConnectClient
 from kasten_bp.errors import KastenBpError, PermanentError, UsageError
-from kasten_bp.kafka import admin
-from kasten_bp.lab import jars, kraft, mm2, processes
+from kasten_bp.kafka import admin, clients
+from kasten_bp.lab import jars, kraft, mm2, processes, security
 from kasten_bp.lab.kraft import ClusterSpec
 from kasten_bp.lab.ports import free_ports, is_listening
+from kasten_bp.lab.security import LabSecurity
 from kasten_bp.waiting import wait_for
 
 STATE_FILE = "lab.json"
@@ -40,6 +47,8 @@ class LabState(BaseModel):
     connect: mm2.ConnectSpec
     replication_policy: str = "identity"
     restored: dict[str, ClusterSpec] = {}
+    # `lab up --secure`: TLS + SCRAM everywhere. None keeps a plain lab's JSON as it was.
+    security: LabSecurity | None = None
 
 
 class Lab:
@@ -65,7 +74,7 @@ class Lab:
 
     def save_state(self, state: LabState) -> None:
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(state.model_dump_json(indent=2))
+        tmp.write_text(state.model_dump_json(indent=2, exclude_none=True))
         os.replace(tmp, self.state_path)
 
     def require_state(self) -> LabState:
@@ -84,6 +93,7 @@ class Lab:
         mirror_brokers: int = 3,
         policy: str = "identity",
         timeout: float = 240.0,
+        secure: bool = False,
     ) -> dict[str, Any]:
         if primary_brokers < 1:
             raise UsageError(f"--primary-brokers must be at least 1, got {primary_brokers}")
@@ -95,6 +105,12 @@ class Lab:
         state = self.load_state()
         if state is not None:
             self._check_same_shape(state, primary_brokers, mirror_brokers, policy)
+            if (state.security is not None) != secure:
+                have, want = ("secured", "plain") if state.security else ("plain", "secured")
+                raise UsageError(
+                    f"{self.workdir} holds a {have} lab, not a {want} one: "
+                    f"{'drop' if secure else 'add'} --secure or choose another --workdir"
+                )
         else:
             if self.workdir.exists() and any(self.workdir.iterdir()):
                 raise UsageError(
@@ -105,11 +121,15 @@ class Lab:
                 primary=kraft.plan_cluster("primary", self.workdir, primary_brokers),
                 mirror=kraft.plan_cluster("mirror", self.workdir, mirror_brokers),
                 connect=mm2.ConnectSpec(
-                    port=free_ports(1)[0], run_dir=str(self.workdir / "connect")
+                    port=free_ports(1)[0],
+                    run_dir=str(self.workdir / "connect"),
+                    https=True if secure else None,
                 ),
                 replication_policy=policy,
+                security=security.generate(self.workdir / "security") if secure else None,
             )
             self.save_state(state)
+        self.use_admin(state)
         self._start(state, timeout)
         self._write_config(state)
         return self.describe(state)
@@ -130,14 +150,18 @@ class Lab:
 
     def _start(self, state: LabState, timeout: float) -> None:
         for cluster in (state.primary, state.mirror):
-            kraft.write_configs(cluster)
-            kraft.format_storage(cluster)
+            kraft.write_configs(cluster, state.security)
+            kraft.format_storage(cluster, state.security)
             kraft.start_cluster(cluster)
         for cluster in (state.primary, state.mirror):
             self.wait_cluster_ready(cluster, timeout)
+        if state.security is not None:
+            self._create_acls(state, timeout)
         state.connect.config_path.parent.mkdir(parents=True, exist_ok=True)
         state.connect.config_path.write_text(
-            mm2.worker_properties(state.connect, state.mirror.bootstrap, len(state.mirror.brokers))
+            mm2.worker_properties(
+                state.connect, state.mirror.bootstrap, len(state.mirror.brokers), state.security
+            )
         )
         mm2.start_worker(state.connect)
         self._ensure_connectors(state, timeout)
@@ -158,17 +182,30 @@ class Lab:
         )
         wait_for(what, ready, timeout)
 
+    def _create_acls(self, state: LabState, timeout: float) -> None:
+        assert state.security is not None
+        sec = state.security
+        for role, cluster in (("primary", state.primary), ("mirror", state.mirror)):
+
+            def created(cluster: ClusterSpec = cluster, role: str = role) -> bool:
+                admin.create_acls(
+                    cluster.bootstrap, security.acls(role), sec.librdkafka(security.ADMIN)
+                )
+                return True
+
+            wait_for(f"ACLs on cluster {cluster.name}", created, timeout)
+
     def _ensure_connectors(self, state: LabState, timeout: float) -> None:
         spec = state.connect
 
         def worker_up() -> bool:
             if not spec.handle.alive():
                 raise PermanentError(f"Connect worker exited: see {spec.run_dir}/connect.log")
-            with ConnectClient(spec.url) as client:
+            with self.connect_client(state) as client:
                 return client.reachable()
 
         wait_for(f"Connect worker REST API at {spec.url}", worker_up, timeout)
-        with ConnectClient(spec.url) as client:
+        with self.connect_client(state) as client:
             existing = set(client.connectors())
             for name, cls in zip(mm2.connector_names(), mm2.CONNECTOR_CLASSES, strict=True):
                 if name not in existing:
@@ -180,6 +217,7 @@ class Lab:
                             state.mirror.bootstrap,
                             len(state.mirror.brokers),
                             state.replication_policy,
+                            state.security,
                         ),
                     )
             for name in mm2.connector_names():
@@ -192,7 +230,22 @@ class Lab:
 
                 wait_for(f"connector {name} and its tasks to be RUNNING", running, timeout)
 
+    def use_admin(self, state: LabState) -> None:
+        """A secured lab's own work (readiness waits, ACLs, `lab load`, tests) runs as the
+        admin super user: register its credentials for the lab's clusters. Nothing for a
+        plain lab."""
+        if state.security is None:
+            return
+        for cluster in (state.primary, state.mirror, *state.restored.values()):
+            use_cluster_security(cluster.bootstrap, state.security, security.ADMIN)
+
+    def connect_client(self, state: LabState) -> ConnectClient:
+        return connect_client(state.connect.url, state.security)
+
     def _write_config(self, state: LabState) -> None:
+        if state.security is not None:
+            write_config_yaml(self._secure_config(state), self.config_path)
+            return
         config = Config(
             platform="local",
             primary=KafkaEndpoint(bootstrap=state.primary.bootstrap),
@@ -206,6 +259,37 @@ class Lab:
             local=LocalPlatformConfig(lab_dir=str(self.workdir)),
         )
         write_config(config, self.config_path)
+
+    def _secure_config(self, state: LabState) -> dict[str, Any]:
+        """kasten-bp.yaml of a secured lab: the kasten-bp user, secrets only by file name."""
+        assert state.security is not None
+        sec = state.security
+        config = Config(
+            platform="local",
+            primary=KafkaEndpoint(bootstrap=state.primary.bootstrap),
+            mirror=KafkaEndpoint(bootstrap=state.mirror.bootstrap),
+            connect=ConnectConfig(url=state.connect.url, connectors=mm2.connector_names()),
+            replication=ReplicationConfig(
+                policy="identity" if state.replication_policy == "identity" else "default",
+                source_alias=mm2.SOURCE_ALIAS,
+            ),
+            catalog=str(self.catalog_dir),
+            local=LocalPlatformConfig(lab_dir=str(self.workdir)),
+        )
+        raw: dict[str, Any] = config.model_dump(mode="json", exclude_none=True)
+        for side in ("primary", "mirror"):
+            raw[side] = {
+                "bootstrap": raw[side]["bootstrap"],
+                "security_protocol": "SASL_SSL",
+                "ssl": {"ca_file": str(sec.ca_file)},
+                "sasl": {
+                    "mechanism": security.MECHANISM,
+                    "username": security.KASTEN_BP,
+                    "password_file": str(sec.password_file(security.KASTEN_BP)),
+                },
+            }
+        raw["connect"]["ssl"] = {"ca_file": str(sec.ca_file)}
+        return raw
 
     # --- status / down ----------------------------------------------------------------
 
@@ -246,14 +330,15 @@ class Lab:
             "replication_policy": state.replication_policy,
             "restored": {k: {"bootstrap": v.bootstrap} for k, v in state.restored.items()},
             "config": str(self.config_path),
-        }
+        } | ({"security": state.security.describe()} if state.security is not None else {})
 
     def status(self) -> dict[str, Any]:
         state = self.require_state()
+        self.use_admin(state)
         info = self.describe(state)
         connectors: dict[str, str] = {}
         if state.connect.handle.alive():
-            with ConnectClient(state.connect.url) as client:
+            with self.connect_client(state) as client:
                 for name in mm2.connector_names():
                     try:
                         connectors[name] = client.state(name)
@@ -302,3 +387,30 @@ class Lab:
             for b in c.brokers:
                 ports += [b.port, b.controller_port]
         return ports
+
+
+def write_config_yaml(raw: dict[str, Any], path: Path) -> None:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def use_cluster_security(bootstrap: str, sec: LabSecurity, user: str) -> None:
+    """Every Kafka client of this process that talks to `bootstrap` does so as `user`."""
+    clients.use_security(bootstrap, client_security(sec, user))
+
+
+def client_security(sec: LabSecurity, user: str) -> ClientSecurity:
+    return ClientSecurity(
+        security_protocol="SASL_SSL",
+        ssl=SslConfig(ca_file=str(sec.ca_file)),
+        sasl=SaslConfig(
+            mechanism=security.MECHANISM,
+            username=user,
+            password_file=str(sec.password_file(user)),
+        ),
+    )
+
+
+def connect_client(url: str, sec: LabSecurity | None) -> ConnectClient:
+    if sec is None:
+        return ConnectClient(url)
+    return ConnectClient(url, tls=SslConfig(ca_file=str(sec.ca_file)))

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from kasten_bp.lab import jars, processes
 from kasten_bp.lab.kraft import JVM_FLAGS, LOG4J2
+from kasten_bp.lab.security import MM2, LabSecurity
 
 CONNECT_HEAP = os.environ.get("KASTEN_BP_CONNECT_HEAP", "512m")
 SOURCE_ALIAS, TARGET_ALIAS = "primary", "mirror"
@@ -28,10 +29,13 @@ CONNECTOR_CLASSES = (
 class ConnectSpec(BaseModel):
     port: int
     run_dir: str
+    # REST over TLS (`lab up --secure`); None (not False) keeps a plain lab's JSON as it was.
+    https: bool | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.https else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def config_path(self) -> Path:
@@ -48,7 +52,21 @@ def connector_names() -> list[str]:
     return [f"{SOURCE_ALIAS}->{TARGET_ALIAS}.{cls}" for cls in CONNECTOR_CLASSES]
 
 
-def worker_properties(spec: ConnectSpec, mirror_bootstrap: str, mirror_size: int) -> str:
+DIR_PROVIDER = "org.apache.kafka.common.config.provider.DirectoryConfigProvider"
+
+
+def _mm2_client(security: LabSecurity) -> dict[str, str]:
+    """The mm2 user's Java client settings; its password is read by the worker's `dir`
+    config provider from the password file, never written into a config."""
+    return security.java_client(MM2, password=security.password_reference(MM2))
+
+
+def worker_properties(
+    spec: ConnectSpec,
+    mirror_bootstrap: str,
+    mirror_size: int,
+    security: LabSecurity | None = None,
+) -> str:
     rf = min(3, mirror_size)
     props = {
         "bootstrap.servers": mirror_bootstrap,
@@ -73,11 +91,43 @@ def worker_properties(spec: ConnectSpec, mirror_bootstrap: str, mirror_size: int
         "task.shutdown.graceful.timeout.ms": 10000,
         "plugin.discovery": "service_load",
     }
+    if security is not None:
+        props |= _secure_worker(spec, security)
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
+def _secure_worker(spec: ConnectSpec, security: LabSecurity) -> dict[str, object]:
+    props: dict[str, object] = {
+        "config.providers": "dir",
+        "config.providers.dir.class": DIR_PROVIDER,
+    }
+    client = _mm2_client(security)
+    # The worker's own clients (group membership, internal topics), then the tasks'.
+    props |= client
+    for prefix in ("producer.", "consumer.", "admin."):
+        props |= {prefix + k: v for k, v in client.items()}
+    store_password = f"${{dir:{security.root}:{security.connect_keystore_password_file.name}}}"
+    props |= {
+        "listeners": f"https://127.0.0.1:{spec.port}",
+        "rest.advertised.listener": "https",
+        "listeners.https.ssl.keystore.type": "PKCS12",
+        "listeners.https.ssl.keystore.location": str(security.connect_keystore),
+        "listeners.https.ssl.keystore.password": store_password,
+        "listeners.https.ssl.key.password": store_password,
+        "listeners.https.ssl.client.auth": "none",
+        # With any listeners.https.* set, Connect reads only those, without defaults.
+        "listeners.https.ssl.cipher.suites": "",
+    }
+    return props
+
+
 def connector_config(
-    connector_class: str, primary: str, mirror: str, mirror_size: int, policy: str
+    connector_class: str,
+    primary: str,
+    mirror: str,
+    mirror_size: int,
+    policy: str,
+    security: LabSecurity | None = None,
 ) -> dict[str, str]:
     rf = str(min(3, mirror_size))
     config = {
@@ -113,6 +163,9 @@ def connector_config(
         "source.consumer.isolation.level": "read_committed",
         "consumer.isolation.level": "read_committed",
     }
+    if security is not None:
+        for cluster in ("source.cluster.", "target.cluster."):
+            config |= {cluster + k: v for k, v in _mm2_client(security).items()}
     return config
 
 

@@ -185,7 +185,9 @@ class LocalPlatform:
         cluster = ClusterSpec(name=name, cluster_id=manifest.mirror.cluster_id, brokers=brokers)
         state.restored[manifest.backup_id] = cluster
         self.lab.save_state(state)
-        kraft.write_configs(cluster)
+        # A secured lab: the same TLS/SCRAM listeners (certificates valid for 127.0.0.1);
+        # SCRAM users and ACLs come with the snapshot's metadata log.
+        kraft.write_configs(cluster, state.security)
         kraft.start_cluster(cluster)
         self._wait_serving(cluster, timeout)
         return {
