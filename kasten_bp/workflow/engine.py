@@ -142,11 +142,12 @@ class Engine:
 
     def _run_step(self, step: AnyStep, record: StepRecord) -> None:
         needs = self._needs(step)
-        self._started(record)
+        # Planning only reads; a crash while planning leaves the step pending. The journal
+        # never shows a step running without the plan its undo needs.
         plan = step.plan(self.ctx, needs)
         record.plan = plan.model_dump(mode="json")
         self._register_deferred(step, needs, plan)
-        self.store.save(self.journal)  # plan and deferred actions, before acting
+        self._started(record)  # saves plan, deferred actions and status before acting
         try:
             gives = step.do(self.ctx, needs, plan)
         except BaseException as exc:

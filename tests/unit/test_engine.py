@@ -271,6 +271,23 @@ def test_plan_and_deferred_are_journaled_before_do(
     ]
 
 
+def test_a_step_is_never_journaled_running_without_its_plan(
+    catalog: LocalCatalog, store: JournalStore, rec: Recorder
+) -> None:
+    """A crash while planning must leave nothing an undo cannot read back."""
+    seen: list[Journal] = []
+
+    class PeeksWhilePlanning(Down):
+        def plan(self, ctx: RunContext, needs: Nothing) -> Token:
+            seen.append(journal_on_disk(catalog))
+            return super().plan(ctx, needs)
+
+    flow = Flow(Inputs, steps=[PeeksWhilePlanning("a", rec)], deferred=[PutBack(rec)])
+    engine_for(catalog, store, flow).run()
+    assert seen[0].step("a").status == StepStatus.PENDING
+    assert seen[0].deferred == []
+
+
 # --- before the backup is kept: rollback ---------------------------------------------------
 
 
