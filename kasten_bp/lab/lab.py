@@ -246,7 +246,11 @@ class Lab:
         if state.security is not None:
             write_config_yaml(self._secure_config(state), self.config_path)
             return
-        config = Config(
+        write_config(self._plain_config(state), self.config_path)
+
+    def _plain_config(self, state: LabState) -> Config:
+        """kasten-bp.yaml of the lab before any client security."""
+        return Config(
             platform="local",
             primary=KafkaEndpoint(bootstrap=state.primary.bootstrap),
             mirror=KafkaEndpoint(bootstrap=state.mirror.bootstrap),
@@ -258,24 +262,12 @@ class Lab:
             catalog=str(self.catalog_dir),
             local=LocalPlatformConfig(lab_dir=str(self.workdir)),
         )
-        write_config(config, self.config_path)
 
     def _secure_config(self, state: LabState) -> dict[str, Any]:
         """kasten-bp.yaml of a secured lab: the kasten-bp user, secrets only by file name."""
         assert state.security is not None
         sec = state.security
-        config = Config(
-            platform="local",
-            primary=KafkaEndpoint(bootstrap=state.primary.bootstrap),
-            mirror=KafkaEndpoint(bootstrap=state.mirror.bootstrap),
-            connect=ConnectConfig(url=state.connect.url, connectors=mm2.connector_names()),
-            replication=ReplicationConfig(
-                policy="identity" if state.replication_policy == "identity" else "default",
-                source_alias=mm2.SOURCE_ALIAS,
-            ),
-            catalog=str(self.catalog_dir),
-            local=LocalPlatformConfig(lab_dir=str(self.workdir)),
-        )
+        config = self._plain_config(state)
         raw: dict[str, Any] = config.model_dump(mode="json", exclude_none=True)
         for side in ("primary", "mirror"):
             raw[side] = {
