@@ -32,6 +32,7 @@ depth, also through an environment override) is refused, naming the key, never t
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -232,6 +233,28 @@ class BackupConfig(BaseModel):
     replication_confirm_timeout_seconds: float = Field(120, gt=0)
 
 
+class GroupsConfig(_Strict):
+    """Which consumer groups of the primary a backup records (issue 8): a group is recorded
+    when its id fully matches one `include` regex and no `exclude` regex."""
+
+    include: list[str] = Field(default_factory=lambda: [".*"])
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _valid_regexes(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a valid regex {pattern!r}: {exc}") from None
+        return patterns
+
+    def selects(self, group: str) -> bool:
+        included = any(re.fullmatch(p, group) for p in self.include)
+        return included and not any(re.fullmatch(p, group) for p in self.exclude)
+
+
 class LocalPlatformConfig(BaseModel):
     lab_dir: str
 
@@ -266,6 +289,7 @@ class Config(BaseModel):
     replication: ReplicationConfig = Field(default_factory=ReplicationConfig)
     catalog: str
     backup: BackupConfig = Field(default_factory=lambda: BackupConfig.model_validate({}))
+    groups: GroupsConfig = Field(default_factory=GroupsConfig)
     local: LocalPlatformConfig | None = None
     kubernetes: KubernetesConfig | None = None
 
