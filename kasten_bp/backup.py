@@ -13,12 +13,13 @@ from typing import Any
 
 from kasten_bp.catalog.base import Catalog, open_catalog
 from kasten_bp.catalog.manifests import manifest_data
-from kasten_bp.config import Config
+from kasten_bp.config import Config, use_kube_secret_reader
 from kasten_bp.errors import RunFailed, UsageError
 from kasten_bp.hold import DEFAULT_HOLD_SECONDS, iso, watchdog_command
 from kasten_bp.kafka.clients import apply_config_security
 from kasten_bp.platforms import build_platform
 from kasten_bp.platforms.base import Platform
+from kasten_bp.platforms.kube.secrets import KubeSecrets
 from kasten_bp.steps import QUIESCE_UNTIL, SNAPSHOT_STEP, TIMING_MARKS, backup_flow
 from kasten_bp.steps.models import RunInputs
 from kasten_bp.steps.preflight import preflight_problems
@@ -44,6 +45,9 @@ class Backups:
         config_file: Path | None = None,
     ) -> None:
         self.config = config
+        if config.kube_secret_refs():
+            assert config.kubernetes is not None  # the config model requires it then
+            use_kube_secret_reader(KubeSecrets.from_config(config.kubernetes))
         # Every Kafka client of this process reaches these clusters with their security.
         apply_config_security(config)
         # Where a hold's watchdog reads the same configuration from.

@@ -21,8 +21,11 @@ restored clusters, which defaults to the mirror's security) takes
 
 and `connect` takes `ssl: {ca_file, cert_file, key_file, key_password_env}` and
 `basic_auth: {username, password_env | password_file}`. Secrets are *named*, never written
-in the file: a `*_env` field names an environment variable and a `*_file` field a file
-holding the secret, both read only when a client is created. A file with an inline secret
+in the file: a `*_env` field names an environment variable, a `*_file` field a file holding
+the secret, and a `*_secret_ref: {name, key, namespace}` field a key of a Kubernetes Secret
+(Strimzi's `<cluster>-cluster-ca-cert` / `ca.crt`, a KafkaUser's `password`, `user.crt`,
+`user.key`), read through the API (namespace: `kubernetes.namespace` unless given). All are
+read only when a client is created. A file with an inline secret
 (a key such as `password`, `key_password`, `token` or `secret` holding a value, at any
 depth, also through an environment override) is refused, naming the key, never the value.
 `kasten_bp.kafka.clients.apply_config_security` applies the Kafka part to every client;
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,9 +67,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def read_secret(env: str | None, file: str | None, what: str) -> str:
-    """The secret named by an environment variable or a file; UsageError naming the
-    variable or file (never a value) when it cannot be read."""
+class KubeSecretKey(_Strict):
+    """One key of a Kubernetes Secret (a Strimzi cluster CA or KafkaUser secret), read
+    through the API when a client is created; never stored. Namespace: kubernetes.namespace
+    unless given."""
+
+    name: str
+    key: str
+    namespace: str | None = None
+
+    def describe(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"Kubernetes secret {where}{self.name} key {self.key}"
+
+
+# Reads a KubeSecretKey's value: installed by the command layer (kasten_bp.backup) from the
+# config's `kubernetes` section; the config layer itself never talks to an API server.
+KubeSecretReader = Callable[[KubeSecretKey], bytes]
+_kube_secret_reader: KubeSecretReader | None = None
+
+
+def use_kube_secret_reader(reader: KubeSecretReader | None) -> None:
+    global _kube_secret_reader
+    _kube_secret_reader = reader
+
+
+def read_kube_secret(ref: KubeSecretKey, what: str) -> bytes:
+    if _kube_secret_reader is None:
+        raise UsageError(f"{what}: names {ref.describe()}, but no Kubernetes API is configured")
+    try:
+        return _kube_secret_reader(ref)
+    except UsageError as exc:  # say which setting named the secret
+        raise UsageError(f"{what}: {exc}") from None
+
+
+def read_secret(
+    env: str | None, file: str | None, what: str, ref: KubeSecretKey | None = None
+) -> str:
+    """The secret named by an environment variable, a file or a Kubernetes secret;
+    UsageError naming the variable, file or secret (never a value) when it cannot be read."""
     if env is not None:
         value = os.environ.get(env)
         if value is None:
@@ -77,55 +117,104 @@ def read_secret(env: str | None, file: str | None, what: str) -> str:
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             raise UsageError(f"{what}: cannot read password file {file}: {reason}") from None
-    raise UsageError(f"{what}: no secret named (set *_env or *_file)")
+    if ref is not None:
+        return read_kube_secret(ref, what).decode().strip()
+    raise UsageError(f"{what}: no secret named (set *_env, *_file or *_secret_ref)")
 
 
 class SecretRef(_Strict):
-    """A password named by an environment variable or a file (exactly one)."""
+    """A password named by an environment variable, a file or a Kubernetes secret (one)."""
 
     password_env: str | None = None
     password_file: str | None = None
+    password_secret_ref: KubeSecretKey | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> SecretRef:
-        if (self.password_env is None) == (self.password_file is None):
-            raise ValueError("name the password with exactly one of password_env, password_file")
+        named = [self.password_env, self.password_file, self.password_secret_ref]
+        if sum(n is not None for n in named) != 1:
+            raise ValueError(
+                "name the password with exactly one of password_env, password_file, "
+                "password_secret_ref"
+            )
         return self
 
     def password(self, what: str) -> str:
-        return read_secret(self.password_env, self.password_file, what)
+        return read_secret(self.password_env, self.password_file, what, self.password_secret_ref)
 
 
 class SslConfig(_Strict):
-    """TLS for a client: the CA to trust and, for mutual TLS, a certificate and key (PEM)."""
+    """TLS for a client: the CA to trust and, for mutual TLS, a certificate and key (PEM),
+    each from a file or from a Kubernetes secret (`*_secret_ref`; e.g. Strimzi's
+    `<cluster>-cluster-ca-cert` key `ca.crt`, a KafkaUser's `user.crt` and `user.key`)."""
 
     ca_file: str | None = None
+    ca_secret_ref: KubeSecretKey | None = None
     cert_file: str | None = None
+    cert_secret_ref: KubeSecretKey | None = None
     key_file: str | None = None
+    key_secret_ref: KubeSecretKey | None = None
     key_password_env: str | None = None
     key_password_file: str | None = None
+    key_password_secret_ref: KubeSecretKey | None = None
 
     @model_validator(mode="after")
     def _pairs(self) -> SslConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        if self.key_password_env is not None and self.key_password_file is not None:
+        for what, file, ref in (
+            ("ca", self.ca_file, self.ca_secret_ref),
+            ("cert", self.cert_file, self.cert_secret_ref),
+            ("key", self.key_file, self.key_secret_ref),
+        ):
+            if file is not None and ref is not None:
+                raise ValueError(f"name the {what} with one of {what}_file, {what}_secret_ref")
+        if self.has_cert != self.has_key:
+            raise ValueError("a certificate and a key go together (cert_* and key_*)")
+        passwords = [self.key_password_env, self.key_password_file, self.key_password_secret_ref]
+        if sum(p is not None for p in passwords) > 1:
             raise ValueError(
-                "name the key password with one of key_password_env, key_password_file"
+                "name the key password with one of key_password_env, key_password_file, "
+                "key_password_secret_ref"
             )
-        if self.key_file is None and (self.key_password_env or self.key_password_file):
-            raise ValueError("a key password needs key_file")
+        if not self.has_key and self.has_key_password:
+            raise ValueError("a key password needs a key (key_file or key_secret_ref)")
         return self
 
     @property
+    def has_cert(self) -> bool:
+        return self.cert_file is not None or self.cert_secret_ref is not None
+
+    @property
+    def has_key(self) -> bool:
+        return self.key_file is not None or self.key_secret_ref is not None
+
+    @property
     def has_key_password(self) -> bool:
-        return self.key_password_env is not None or self.key_password_file is not None
+        named = [self.key_password_env, self.key_password_file, self.key_password_secret_ref]
+        return any(n is not None for n in named)
 
     def key_password(self, what: str) -> str:
-        return read_secret(self.key_password_env, self.key_password_file, f"{what} ssl key")
+        return read_secret(
+            self.key_password_env,
+            self.key_password_file,
+            f"{what} ssl key",
+            self.key_password_secret_ref,
+        )
+
+    def pem_from_secrets(self, what: str) -> dict[str, str]:
+        """The CA, certificate and key that come from Kubernetes secrets, as PEM text keyed
+        `ca`, `cert`, `key` (read now; hand straight to the client, never keep)."""
+        out: dict[str, str] = {}
+        for name, ref in (
+            ("ca", self.ca_secret_ref),
+            ("cert", self.cert_secret_ref),
+            ("key", self.key_secret_ref),
+        ):
+            if ref is not None:
+                out[name] = read_kube_secret(ref, f"{what} ssl.{name}_secret_ref").decode()
+        return out
 
     def check(self, what: str) -> None:
-        """The key password and every file named readable now (UsageError naming it)."""
+        """The key password and every file and secret named readable now (UsageError)."""
         if self.has_key_password:
             self.key_password(what)
         named = [("ca_file", self.ca_file), ("cert_file", self.cert_file)]
@@ -133,6 +222,7 @@ class SslConfig(_Strict):
         for field, path in named:
             if path is not None and not os.access(path, os.R_OK):
                 raise UsageError(f"{what} ssl.{field}: cannot read {path}")
+        self.pem_from_secrets(what)
 
 
 class SaslConfig(SecretRef):
@@ -296,6 +386,32 @@ class Config(BaseModel):
     @property
     def restored_security(self) -> ClientSecurity:
         return self.restored if self.restored is not None else self.mirror.security()
+
+    def kube_secret_refs(self) -> list[tuple[str, KubeSecretKey]]:
+        """Every Kubernetes secret the config names, with the key path naming it."""
+        found: list[tuple[str, KubeSecretKey]] = []
+
+        def walk(model: BaseModel, path: str) -> None:
+            for field in type(model).model_fields:
+                value = getattr(model, field)
+                where = f"{path}.{field}" if path else field
+                if isinstance(value, KubeSecretKey):
+                    found.append((where, value))
+                elif isinstance(value, BaseModel):
+                    walk(value, where)
+
+        walk(self, "")
+        return found
+
+    @model_validator(mode="after")
+    def _secrets_need_kubernetes(self) -> Config:
+        refs = self.kube_secret_refs()
+        if refs and self.kubernetes is None:
+            raise ValueError(
+                f"{refs[0][0]} names a Kubernetes secret: add a `kubernetes:` section "
+                "(namespace, and kubeconfig unless in-cluster)"
+            )
+        return self
 
 
 def config_path(path: Path | None) -> Path:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -35,11 +39,13 @@ def ssl_context(tls: SslConfig | None) -> ssl.SSLContext | bool:
     context trusting `ca_file` and presenting a client certificate. Key password read now."""
     if tls is None:
         return True
+    pem = tls.pem_from_secrets("connect")
     try:
-        context = ssl.create_default_context(cafile=tls.ca_file)
-        if tls.cert_file is not None and tls.key_file is not None:
+        context = ssl.create_default_context(cafile=tls.ca_file, cadata=pem.get("ca"))
+        if tls.has_cert:
             password = tls.key_password("connect") if tls.has_key_password else None
-            context.load_cert_chain(tls.cert_file, tls.key_file, password)
+            with client_cert_files(tls, pem) as (cert_file, key_file):
+                context.load_cert_chain(cert_file, key_file, password)
     except (OSError, ssl.SSLError) as exc:
         # The reason only (e.g. "No such file or directory", "bad decrypt"): never a secret.
         reason = (
@@ -47,6 +53,26 @@ def ssl_context(tls: SslConfig | None) -> ssl.SSLContext | bool:
         )
         raise UsageError(f"connect ssl: cannot load the CA, certificate or key: {reason}") from None
     return context
+
+
+@contextmanager
+def client_cert_files(tls: SslConfig, pem: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """The client certificate and key as files: Python's ssl loads them only from files, so
+    what came from a Kubernetes secret lives in a private directory (0700) just for the load."""
+    if "cert" not in pem and "key" not in pem:
+        assert tls.cert_file is not None and tls.key_file is not None
+        yield tls.cert_file, tls.key_file
+        return
+    with tempfile.TemporaryDirectory(prefix="kasten-bp-tls-") as private:
+        paths = []
+        for name, file in (("cert", tls.cert_file), ("key", tls.key_file)):
+            if file is None:
+                file = os.path.join(private, name + ".pem")
+                fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(pem[name])
+            paths.append(file)
+        yield paths[0], paths[1]
 
 
 def basic_auth(auth: BasicAuth | None) -> httpx.BasicAuth | None:

@@ -93,6 +93,10 @@ def librdkafka_security(security: ClientSecurity, what: str = "kafka") -> dict[s
             conf["ssl.certificate.location"] = ssl.cert_file
         if ssl.key_file is not None:
             conf["ssl.key.location"] = ssl.key_file
+        # From Kubernetes secrets: PEM text handed to librdkafka in memory, never a file.
+        pem_settings = {"ca": "ssl.ca.pem", "cert": "ssl.certificate.pem", "key": "ssl.key.pem"}
+        for name, pem in ssl.pem_from_secrets(what).items():
+            conf[pem_settings[name]] = pem
         if ssl.has_key_password:
             conf["ssl.key.password"] = ssl.key_password(what)
     sasl = security.sasl

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from kasten_bp.backup import Backups
+from kasten_bp.config import KafkaEndpoint, KubeSecretKey, SaslConfig, SslConfig
 from kasten_bp.errors import UsageError
 from kasten_bp.platforms.kube import resources as k
 from kasten_bp.platforms.kube.api import Kube
@@ -117,7 +118,8 @@ def test_rbac_denied_is_one_line_exit_2_and_nothing_changes(
     assert kube.find(k.SNAPSHOTS, namespace) == []
 
 
-Grant = tuple[str, str, str, str]  # (scope, API group, resource[/subresource], verb)
+# (scope, API group, resource[/subresource], verb, resource name or "" for any)
+Grant = tuple[str, str, str, str, str]
 
 
 def platforms(kube_env: KubeEnv, lab: LabHandle, tmp_path: Path, ns: str) -> list[KubePlatform]:
@@ -138,13 +140,27 @@ def platforms(kube_env: KubeEnv, lab: LabHandle, tmp_path: Path, ns: str) -> lis
                 mirrormaker="mm2",
             )
             out.append(cls(config))
+    # A secured primary named by the secrets blueprints/rbac.yaml grants (a Strimzi cluster
+    # CA secret and a KafkaUser secret).
+    secured = out[0].config.model_copy(update={"primary": SECURED_BY_SECRETS})
+    out.append(StrimziPlatform(secured))
     return out
+
+
+SECURED_BY_SECRETS = KafkaEndpoint(
+    bootstrap="my-cluster-kafka-bootstrap:9093",
+    security_protocol="SASL_SSL",
+    ssl=SslConfig(ca_secret_ref=KubeSecretKey(name="my-cluster-cluster-ca-cert", key="ca.crt")),
+    sasl=SaslConfig(
+        username="kasten-bp", password_secret_ref=KubeSecretKey(name="kasten-bp", key="password")
+    ),
+)
 
 
 def needed(access: k.Access) -> Grant:
     scope = "namespace" if access.resource.namespaced else "cluster"
     sub = f"/{access.subresource}" if access.subresource else ""
-    return (scope, access.resource.group, access.resource.plural + sub, access.verb)
+    return (scope, access.resource.group, access.resource.plural + sub, access.verb, access.name)
 
 
 def granted(docs: list[dict[str, Any]]) -> set[Grant]:
@@ -156,7 +172,8 @@ def granted(docs: list[dict[str, Any]]) -> set[Grant]:
         for rule in doc["rules"]:
             for group in rule["apiGroups"]:
                 for resource in rule["resources"]:
-                    out |= {(scope, group, resource, verb) for verb in rule["verbs"]}
+                    for name in rule.get("resourceNames") or [""]:
+                        out |= {(scope, group, resource, verb, name) for verb in rule["verbs"]}
     return out
 
 
@@ -196,6 +213,13 @@ def test_shipped_rbac_grants_exactly_what_the_platforms_need(
         limited = every[0].kube
         denied = sorted(str(a) for a in needs if not limited.allowed(a, namespace))
         assert denied == []
+        # Secrets: exactly the named ones, never any other, never a list.
+        for other in (
+            k.Access("get", k.SECRETS, name="some-other-secret"),
+            k.Access("get", k.SECRETS),
+            k.Access("list", k.SECRETS),
+        ):
+            assert not limited.allowed(other, namespace), other
     finally:
         for res, name in cluster_wide:  # other tests expect the limited user to have nothing
             kube.delete(res, None, name)

@@ -149,7 +149,7 @@ def test_restored_defaults_to_the_mirrors_security(tmp_path: Path) -> None:
         ),
         (
             {"bootstrap": "h:1", "security_protocol": "SSL", "ssl": {"cert_file": "/c"}},
-            "cert_file and key_file",
+            "a certificate and a key go together",
         ),
         ({"bootstrap": "h:1", "securty_protocol": "SSL"}, "securty_protocol"),
         (
@@ -566,3 +566,150 @@ def test_connect_unset_basic_auth_env(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     with pytest.raises(UsageError, match="CONNECT_PW"):
         ConnectClient.for_config(connect)
+
+
+# --- Kubernetes secrets (the reader is the API in production; here a dict stands in for
+# it, and tests/integration/test_kubernetes_secrets.py reads real secrets) --------------
+
+
+@pytest.fixture
+def kube_secrets() -> Iterator[dict[tuple[str | None, str, str], bytes]]:
+    from kasten_bp.config import KubeSecretKey, use_kube_secret_reader
+
+    store: dict[tuple[str | None, str, str], bytes] = {}
+
+    def read(ref: KubeSecretKey) -> bytes:
+        return store[(ref.namespace, ref.name, ref.key)]
+
+    use_kube_secret_reader(read)
+    yield store
+    use_kube_secret_reader(None)
+
+
+STRIMZI_PRIMARY = {
+    "bootstrap": "my-cluster-kafka-bootstrap.kafka:9093",
+    "security_protocol": "SASL_SSL",
+    "ssl": {"ca_secret_ref": {"name": "my-cluster-cluster-ca-cert", "key": "ca.crt"}},
+    "sasl": {
+        "username": "kasten-bp",
+        "password_secret_ref": {"name": "kasten-bp", "key": "password"},
+    },
+}
+KUBE = {"namespace": "kafka", "cluster": "my-cluster"}
+
+
+def test_secret_refs_parse_and_are_listed(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, with_(primary=STRIMZI_PRIMARY, kubernetes=KUBE)))
+    refs = {path: (ref.name, ref.key) for path, ref in config.kube_secret_refs()}
+    assert refs == {
+        "primary.ssl.ca_secret_ref": ("my-cluster-cluster-ca-cert", "ca.crt"),
+        "primary.sasl.password_secret_ref": ("kasten-bp", "password"),
+    }
+
+
+def test_secret_refs_need_a_kubernetes_section(tmp_path: Path) -> None:
+    message = refused(tmp_path, with_(primary=STRIMZI_PRIMARY))
+    assert "primary.ssl.ca_secret_ref names a Kubernetes secret" in message
+    assert "kubernetes:" in message
+
+
+@pytest.mark.parametrize(
+    ("ssl_section", "where"),
+    [
+        ({"ca_file": "/ca", "ca_secret_ref": {"name": "a", "key": "ca.crt"}}, "ca_file"),
+        ({"cert_secret_ref": {"name": "u", "key": "user.crt"}}, "go together"),
+        ({"key_password_env": "A", "ca_file": "/ca"}, "needs a key"),
+    ],
+)
+def test_inconsistent_secret_refs_are_refused(
+    tmp_path: Path, ssl_section: dict[str, Any], where: str
+) -> None:
+    primary = {"bootstrap": "h:1", "security_protocol": "SSL", "ssl": ssl_section}
+    assert where in refused(tmp_path, with_(primary=primary, kubernetes=KUBE))
+
+
+def test_a_password_secret_ref_excludes_the_other_names(tmp_path: Path) -> None:
+    primary = {
+        **STRIMZI_PRIMARY,
+        "sasl": {**STRIMZI_PRIMARY["sasl"], "password_env": "PW"},
+    }
+    assert "exactly one" in refused(tmp_path, with_(primary=primary, kubernetes=KUBE))
+
+
+def test_secret_refs_become_in_memory_pem_and_password(
+    tmp_path: Path, kube_secrets: dict[tuple[str | None, str, str], bytes]
+) -> None:
+    cert_file, key_file = make_cert(tmp_path)
+    kube_secrets[(None, "my-cluster-cluster-ca-cert", "ca.crt")] = cert_file.read_bytes()
+    kube_secrets[(None, "kasten-bp", "password")] = SECRET.encode() + b"\n"
+    kube_secrets[(None, "kasten-bp", "user.crt")] = cert_file.read_bytes()
+    kube_secrets[(None, "kasten-bp", "user.key")] = key_file.read_bytes()
+    kube_secrets[(None, "kasten-bp", "user.password")] = SECRET.encode()
+    ssl_section = {
+        **STRIMZI_PRIMARY["ssl"],
+        "cert_secret_ref": {"name": "kasten-bp", "key": "user.crt"},
+        "key_secret_ref": {"name": "kasten-bp", "key": "user.key"},
+        "key_password_secret_ref": {"name": "kasten-bp", "key": "user.password"},
+    }
+    config = load_config(
+        write(tmp_path, with_(primary={**STRIMZI_PRIMARY, "ssl": ssl_section}, kubernetes=KUBE))
+    )
+    conf = clients.librdkafka_security(config.primary)
+    assert conf["ssl.ca.pem"] == cert_file.read_text()
+    assert conf["ssl.certificate.pem"] == cert_file.read_text()
+    assert conf["ssl.key.pem"] == key_file.read_text()
+    assert conf["ssl.key.password"] == SECRET
+    assert conf["sasl.password"] == SECRET  # stripped of the trailing newline
+    assert not any(k.endswith(".location") for k in conf)
+    # librdkafka accepts them (it parses the PEM when the client is built).
+    clients.use_security("127.0.0.1:1", config.primary)
+    clients.admin("127.0.0.1:1")
+
+
+def test_a_missing_secret_names_it_never_a_value(
+    tmp_path: Path, kube_secrets: dict[tuple[str | None, str, str], bytes]
+) -> None:
+    from kasten_bp.config import KubeSecretKey, use_kube_secret_reader
+
+    def read(ref: KubeSecretKey) -> bytes:
+        raise UsageError(f"{ref.describe()} not found")
+
+    use_kube_secret_reader(read)
+    config = load_config(write(tmp_path, with_(primary=STRIMZI_PRIMARY, kubernetes=KUBE)))
+    with pytest.raises(UsageError) as info:
+        clients.apply_config_security(config)
+    assert str(info.value) == "primary sasl: Kubernetes secret kasten-bp key password not found"
+
+
+def test_secret_refs_without_a_reader_are_a_usage_error(tmp_path: Path) -> None:
+    from kasten_bp.config import use_kube_secret_reader
+
+    use_kube_secret_reader(None)
+    config = load_config(write(tmp_path, with_(primary=STRIMZI_PRIMARY, kubernetes=KUBE)))
+    with pytest.raises(UsageError, match="no Kubernetes API is configured"):
+        clients.librdkafka_security(config.primary, "primary")
+
+
+def test_connect_tls_from_secrets(
+    tmp_path: Path, kube_secrets: dict[tuple[str | None, str, str], bytes]
+) -> None:
+    cert_file, key_file = make_cert(tmp_path)
+    kube_secrets[("mm2", "connect-ca", "ca.crt")] = cert_file.read_bytes()
+    kube_secrets[("mm2", "connect-user", "user.crt")] = cert_file.read_bytes()
+    kube_secrets[("mm2", "connect-user", "user.key")] = key_file.read_bytes()
+    kube_secrets[("mm2", "connect-user", "user.password")] = SECRET.encode()
+    tls = SslConfig.model_validate(
+        {
+            "ca_secret_ref": {"name": "connect-ca", "key": "ca.crt", "namespace": "mm2"},
+            "cert_secret_ref": {"name": "connect-user", "key": "user.crt", "namespace": "mm2"},
+            "key_secret_ref": {"name": "connect-user", "key": "user.key", "namespace": "mm2"},
+            "key_password_secret_ref": {
+                "name": "connect-user",
+                "key": "user.password",
+                "namespace": "mm2",
+            },
+        }
+    )
+    context = ssl_context(tls)
+    assert isinstance(context, ssl.SSLContext)
+    assert any(c.get("serialNumber") == "01" for c in context.get_ca_certs())

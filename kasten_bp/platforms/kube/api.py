@@ -327,6 +327,8 @@ class Kube:
         }
         if access.subresource:
             attrs["subresource"] = access.subresource
+        if access.name:
+            attrs["name"] = access.name
         if access.resource.namespaced:
             attrs["namespace"] = namespace
         review = self.request(

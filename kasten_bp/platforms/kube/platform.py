@@ -28,6 +28,7 @@ from kasten_bp.platforms.kube.hold_job import (
 )
 from kasten_bp.platforms.kube.lease import lease_lock
 from kasten_bp.platforms.kube.podexec import sync_pods
+from kasten_bp.platforms.kube.secrets import secret_access
 from kasten_bp.platforms.kube.snapshots import (
     Volume,
     delete_backup_snapshots,
@@ -110,6 +111,8 @@ class KubePlatform(ABC):
         # `quiesce` from a hook pod: its hold's watchdog Job (the blueprints run hook pods
         # in the mirror namespace).
         needs += HOLD_JOB_ACCESS
+        # The Kafka credentials the config names as secrets in this namespace.
+        needs += secret_access(self.config, self.namespace)
         if self.k8s.group_snapshot_class:
             needs += GROUP_SNAPSHOT_ACCESS
         elif self.k8s.snapshot_class:

@@ -60,6 +60,7 @@ PODS = Resource("", "v1", "pods", "Pod")
 PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
 PVS = Resource("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False)
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
+SECRETS = Resource("", "v1", "secrets", "Secret")
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet")
 DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
@@ -105,14 +106,16 @@ class Access:
     verb: str
     resource: Resource
     subresource: str = ""
+    name: str = ""  # one object only (an RBAC rule's resourceNames), e.g. a secret
 
     def __str__(self) -> str:
         sub = f"/{self.subresource}" if self.subresource else ""
-        return f"{self.verb} {self.resource.qualified}{sub}"
+        named = f" {self.name}" if self.name else ""
+        return f"{self.verb} {self.resource.qualified}{sub}{named}"
 
 
-def access(resource: Resource, *verbs: str, sub: str = "") -> list[Access]:
-    return [Access(verb, resource, sub) for verb in verbs]
+def access(resource: Resource, *verbs: str, sub: str = "", name: str = "") -> list[Access]:
+    return [Access(verb, resource, sub, name) for verb in verbs]
 
 
 def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
