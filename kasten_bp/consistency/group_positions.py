@@ -1,0 +1,216 @@
+"""Where consumer groups resume on a restored cluster (issue 8): the I/O around
+kasten_bp.consistency.core.groups.
+
+Per restored partition, all groups at once: one read of the primary around the groups'
+committed offsets, one read of the restored cluster where those records' twins are (found
+from their timestamps, which MM2 keeps), then each group's position by content. Reads are
+batched across partitions, so the cost grows with the partitions and the spread of the
+groups' offsets, not with the number of groups.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kasten_bp.consistency.core.groups import Checkpoint, Lookup, Translation, Twin, translate
+from kasten_bp.kafka import admin, reading
+from kasten_bp.manifest import PartitionHead
+from kasten_bp.records import Record
+
+# Records read before the lowest committed offset: fallbacks when the record at P-1 is gone.
+LOOK_BACK = 16
+# Records read past the highest committed offset: the re-read bound of a fallback.
+LOOK_AHEAD = 16
+# Committed offsets further apart than this are read as separate ranges.
+CLUSTER_SPAN = 50_000
+# Records past the cut counted exactly up to this many.
+PAST_CUT_CAP = 10_000
+# Restored records read past the expected span of the twins (markers, duplicates).
+RESTORED_SLACK = 1_000
+
+Key = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A group's committed offset for one primary partition, as the backup recorded it."""
+
+    group: str
+    topic: str  # primary topic
+    partition: int
+    offset: int
+    checkpoint: Checkpoint | None = None
+
+
+@dataclass(frozen=True)
+class Position:
+    committed: Committed
+    restored_topic: str
+    translation: Translation
+
+
+def cut_end(head: PartitionHead) -> int | None:
+    """The primary offset one past the newest record in the backup (None: unknown)."""
+    translated = [h.primary_offset for h in head.head if h.primary_offset is not None]
+    if translated:
+        return max(translated) + 1
+    if head.mm2_source_offset is not None:
+        return head.mm2_source_offset + 1
+    return None
+
+
+def positions(
+    primary: str, restored: str, heads: list[PartitionHead], committed: Iterable[Committed]
+) -> list[Position]:
+    """Each committed offset translated to the restored cluster (order kept)."""
+    wanted = list(committed)
+    by_primary = {(h.primary_topic, h.partition): h for h in heads}
+    out: dict[int, Position] = {}
+    todo: dict[Key, list[int]] = defaultdict(list)
+    for i, c in enumerate(wanted):
+        head = by_primary.get((c.topic, c.partition))
+        if head is None:
+            out[i] = Position(c, "", Translation("none", None, None, "partition not in backup"))
+        else:
+            todo[(c.topic, c.partition)].append(i)
+    if todo:
+        pmarks = admin.watermarks(primary, sorted(todo))
+        for key, indexes in todo.items():
+            head = by_primary[key]
+            found = _partition_lookups(
+                primary, restored, head, pmarks[key], [wanted[i] for i in indexes]
+            )
+            for i, lookup in zip(indexes, found, strict=True):
+                out[i] = Position(wanted[i], head.topic, translate(lookup))
+    return [out[i] for i in range(len(wanted))]
+
+
+def _partition_lookups(
+    primary: str,
+    restored: str,
+    head: PartitionHead,
+    primary_marks: tuple[int, int],
+    committed: list[Committed],
+) -> list[Lookup]:
+    pkey = (head.primary_topic, head.partition)
+    rkey = head.key
+    end = cut_end(head)
+    low_now = primary_marks[0]
+    if end is None:  # nothing was ever mirrored: every group consumed all of it
+        end = max(c.offset for c in committed)
+    inside = sorted({c.offset for c in committed if low_now < c.offset < end})
+    records: list[Record] = []
+    for first, last in _clusters(inside):
+        span = (max(low_now, first - LOOK_BACK), min(end, last + LOOK_AHEAD))
+        records += reading.read_ranges(primary, {pkey: span})[pkey]
+    twins = _restored_twins(restored, rkey, head, records)
+    past = {c.offset: _count(primary, pkey, end, c.offset) for c in committed if c.offset > end}
+    first_in_backup: int | None = None
+    needs_first = any(
+        c.offset < end and _previous(records, twins, c.offset, head.compacted)[0] is None
+        for c in committed
+    )
+    if needs_first:
+        first_in_backup = _first_in_backup(primary, restored, head, pkey)
+    lookups = []
+    for c in committed:
+        previous, is_last = _previous(records, twins, c.offset, head.compacted)
+        lookups.append(
+            Lookup(
+                committed=c.offset,
+                cut_end=end,
+                restored_start=head.log_start_offset,
+                restored_end=head.end_offset,
+                first_in_backup=first_in_backup,
+                past_cut_records=past.get(c.offset, 0),
+                previous=previous,
+                previous_is_last=is_last,
+                next_restored=_next_twin(records, twins, c.offset),
+                checkpoint=c.checkpoint,
+            )
+        )
+    return lookups
+
+
+def _clusters(offsets: list[int]) -> list[tuple[int, int]]:
+    """Sorted offsets as (first, last) runs no wider than CLUSTER_SPAN."""
+    out: list[tuple[int, int]] = []
+    for offset in offsets:
+        if out and offset - out[-1][0] <= CLUSTER_SPAN:
+            out[-1] = (out[-1][0], offset)
+        else:
+            out.append((offset, offset))
+    return out
+
+
+def _restored_twins(
+    restored: str, rkey: Key, head: PartitionHead, records: list[Record]
+) -> dict[str, int]:
+    """Content digest -> restored offset of its twin (the last copy: MM2 may re-send a run
+    after a restart, and a consumer placed after the last copy re-reads none of it)."""
+    if not records:
+        return {}
+    twins: dict[str, int] = {}
+    # The manifest's head window already says where its records are.
+    for h in head.head:
+        twins[h.digest] = h.offset
+    start = admin.offsets_for_times(restored, rkey, min(r.timestamp for r in records))
+    if start < 0:
+        return twins
+    start = max(start, head.log_start_offset)
+    stop = min(head.end_offset, start + 2 * len(records) + RESTORED_SLACK)
+    for r in reading.read_ranges(restored, {rkey: (start, stop)})[rkey]:
+        twins[r.digest()] = r.offset
+    return twins
+
+
+def _previous(
+    records: list[Record], twins: dict[str, int], committed: int, compacted: bool
+) -> tuple[Twin | None, bool]:
+    """The nearest primary record before `committed` with a twin, and whether it is the
+    last data record before it (a gap of markers or aborted records does not count, except
+    in a compacted topic, where a gap may be a record compacted away)."""
+    before = [r for r in records if r.offset < committed]
+    for position, r in enumerate(reversed(before)):
+        twin = twins.get(r.digest())
+        if twin is not None:
+            is_last = position == 0 and (r.offset == committed - 1 or not compacted)
+            return Twin(r.offset, twin), is_last
+    return None, False
+
+
+def _next_twin(records: list[Record], twins: dict[str, int], committed: int) -> int | None:
+    for r in records:
+        if r.offset >= committed and r.digest() in twins:
+            return twins[r.digest()]
+    return None
+
+
+def _count(primary: str, pkey: Key, start: int, stop: int) -> int:
+    """Data records on the primary in [start, stop), read up to PAST_CUT_CAP."""
+    capped = min(stop, start + PAST_CUT_CAP)
+    return len(reading.read_ranges(primary, {pkey: (start, capped)})[pkey])
+
+
+def _first_in_backup(primary: str, restored: str, head: PartitionHead, pkey: Key) -> int | None:
+    """The primary offset of the restored partition's first record (None: gone there)."""
+    if head.end_offset <= head.log_start_offset:
+        return None
+    stream = reading.stream_range(
+        restored, head.topic, head.partition, head.log_start_offset, head.end_offset
+    )
+    first = next(stream, None)
+    stream.close()  # only the first record is needed
+    if first is None:
+        return None
+    start = admin.offsets_for_times(primary, pkey, first.timestamp)
+    if start < 0:
+        return None
+    low, high = admin.watermarks(primary, [pkey])[pkey]
+    span = (max(low, start), min(high, max(low, start) + RESTORED_SLACK))
+    for r in reading.read_ranges(primary, {pkey: span})[pkey]:
+        if r.digest() == first.digest():
+            return r.offset
+    return None
