@@ -375,6 +375,8 @@ class Config(BaseModel):
     # Security of restored clusters (verify --restored, restore targets); None: the mirror's,
     # since a restored cluster is a copy of the mirror.
     restored: ClientSecurity | None = None
+    # Clusters `replay --to` writes into, each with its own client security.
+    targets: list[KafkaEndpoint] = Field(default_factory=list)
     connect: ConnectConfig
     replication: ReplicationConfig = Field(default_factory=ReplicationConfig)
     catalog: str

@@ -75,8 +75,12 @@ def apply_config_security(config: Config) -> None:
     if config.restored is not None:
         config.restored.check("restored")
     config.connect.check()
+    for index, target in enumerate(config.targets):
+        target.check(f"targets[{index}]")
     use_security(config.primary.bootstrap, config.primary)
     use_security(config.mirror.bootstrap, config.mirror)
+    for target in config.targets:
+        use_security(target.bootstrap, target)
     use_default_security(config.restored_security)
 
 

@@ -441,6 +441,21 @@ def test_apply_config_security(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert clients._base("restored:19093", None)["security.protocol"] == "ssl"
 
 
+def test_replay_targets_carry_their_own_security(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KBP_PW", SECRET)
+    target = {
+        "bootstrap": "qa-kafka:9093",
+        "security_protocol": "SASL_SSL",
+        "sasl": {"mechanism": "SCRAM-SHA-256", "username": "replayer", "password_env": "KBP_PW"},
+    }
+    clients.apply_config_security(Config.model_validate(with_(targets=[target])))
+    conf = clients._base("qa-kafka:9093", None)
+    assert (conf["sasl.username"], conf["sasl.mechanisms"]) == ("replayer", "SCRAM-SHA-256")
+    monkeypatch.delenv("KBP_PW")
+    with pytest.raises(UsageError, match=r"targets\[0\] sasl: environment variable KBP_PW"):
+        clients.apply_config_security(Config.model_validate(with_(targets=[target])))
+
+
 def test_apply_config_security_checks_names_up_front(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
