@@ -4,6 +4,7 @@ crash recovery, on top of the workflow engine."""
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -62,8 +63,18 @@ class Backups:
         listeners = [*self.listeners, TimingListener(TIMING_MARKS)]
         return Engine(ctx, backup_flow(journal.mode), listeners)
 
-    def _new_journal(self, command: str, mode: str, head_window: int | None = None) -> Journal:
-        inputs = RunInputs(mode=mode, head_window=head_window)
+    def _new_journal(
+        self,
+        command: str,
+        mode: str,
+        head_window: int | None = None,
+        groups: Sequence[str] | None = None,
+    ) -> Journal:
+        inputs = RunInputs(
+            mode=mode,
+            head_window=head_window,
+            groups_include=list(groups) if groups is not None else None,
+        )
         journal = Journal(
             backup_id=new_backup_id(), command=command, mode=mode, inputs=inputs.model_dump()
         )
@@ -104,10 +115,22 @@ class Backups:
     # --- commands -----------------------------------------------------------------------
 
     def backup(
-        self, mode: str, dry_run: bool = False, head_window: int | None = None
+        self,
+        mode: str,
+        dry_run: bool = False,
+        head_window: int | None = None,
+        groups: Sequence[str] | None = None,
     ) -> dict[str, Any]:
+        """`groups`: regexes of the consumer groups to record, instead of the config's
+        groups.include (None: the config decides)."""
         if mode not in MODES:
             raise UsageError(f"--mode must be consistent or hot, got {mode}")
+        if groups is not None:
+            if mode != "consistent":
+                raise UsageError(
+                    "--group: consumer groups are recorded at the cut, in consistent mode only"
+                )
+            _check_group_patterns(groups)
         with self.platform.lock("backup"):
             recovered = self.recover_crashed()
             held = self._held()
@@ -117,14 +140,18 @@ class Backups:
                 )
             if dry_run:
                 return self._dry_run(mode, recovered)
-            journal = self._new_journal("backup", mode, head_window)
+            journal = self._new_journal("backup", mode, head_window, groups)
             self._engine(journal).run()
             return self.summary(journal, recovered)
 
     def _dry_run(self, mode: str, recovered: list[dict[str, Any]]) -> dict[str, Any]:
         config = self.config
         problems = preflight_problems(
-            self.platform, config.primary.bootstrap, config.mirror.bootstrap, mode
+            self.platform,
+            config.primary.bootstrap,
+            config.mirror.bootstrap,
+            mode,
+            config.replication,
         )
         if problems:
             raise UsageError("preflight failed: " + "; ".join(problems))
@@ -285,6 +312,14 @@ class Backups:
             "recovered": recovered,
             "manifest": manifest_data(self.catalog, journal.backup_id),
         }
+
+
+def _check_group_patterns(patterns: Sequence[str]) -> None:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise UsageError(f"--group {pattern!r} is not a valid regex: {exc}") from None
 
 
 def _row(name: str, status: str, seconds: float | None, deferred: bool = False) -> dict[str, Any]:

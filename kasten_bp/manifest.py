@@ -52,6 +52,31 @@ class ClusterInfo(BaseModel):
     broker_ids: list[int] = Field(default_factory=list)
 
 
+class GroupCheckpoint(BaseModel):
+    """MM2's latest checkpoint for a group partition when the backup was taken."""
+
+    upstream_offset: int  # the group's offset on the primary MM2 translated
+    downstream_offset: int  # where MM2 put it on the mirror's topic
+
+
+class GroupPartition(BaseModel):
+    topic: str  # the primary topic
+    partition: int
+    committed_offset: int  # the next record the group reads
+    metadata: str = ""
+    leader_epoch: int | None = None
+    checkpoint: GroupCheckpoint | None = None
+
+
+class GroupCapture(BaseModel):
+    """A consumer group of the primary at the cut: its state and committed offsets."""
+
+    group: str
+    state: str  # as Kafka names it: EMPTY, STABLE, ...
+    members: int = 0
+    partitions: list[GroupPartition] = Field(default_factory=list)
+
+
 class Manifest(BaseModel):
     schema_version: int = SCHEMA_VERSION
     backup_id: str
@@ -66,6 +91,8 @@ class Manifest(BaseModel):
     connectors: dict[str, str] = Field(default_factory=dict)
     partitions: list[PartitionHead] = Field(default_factory=list)
     snapshots: list[SnapshotRef] = Field(default_factory=list)
+    # Consumer groups of the primary at the cut (consistent backups; older manifests: none).
+    groups: list[GroupCapture] = Field(default_factory=list)
 
 
 def parse_manifest(data: dict[str, Any], where: str) -> Manifest:

@@ -26,6 +26,14 @@ def _backups(config: Path | None) -> Any:
     return Backups(load_config(config), [ProgressListener()], config_path(config))
 
 
+GroupOption = typer.Option(
+    [],
+    "--group",
+    help="regex (full match) of the consumer groups to record (repeatable); replaces "
+    "groups.include of the config",
+)
+
+
 # How often a hold's watchdog looks at its run (the deadline is met within this).
 HOLD_POLL_SECONDS = 2.0
 # A kept backup with failures after its snapshot (see the exit codes in `--help`).
@@ -69,13 +77,16 @@ def register(app: typer.Typer) -> None:
         mode: str = typer.Option("consistent", "--mode", help="consistent|hot"),
         dry_run: bool = typer.Option(False, "--dry-run", help="check and print the plan only"),
         head_window: int | None = typer.Option(None, "--head-window", help="records per head"),
+        group: list[str] = GroupOption,
         output: Output = OutputOption,
     ) -> None:
         """Back up the mirror: quiesce MM2, prove catch-up, capture heads, snapshot, resume.
 
         Exits 5 (COMPLETED_WITH_WARNINGS) when the snapshot was complete but something after
         it failed: the backup is kept, `warnings` says what, `kasten-bp resume` retries."""
-        result = run_command(output, lambda: _backups(config).backup(mode, dry_run, head_window))
+        result = run_command(
+            output, lambda: _backups(config).backup(mode, dry_run, head_window, group or None)
+        )
         if dry_run:
             emit(result, output, lambda d: "plan: " + " -> ".join(d["plan"]) + "\npreflight: ok")
         else:

@@ -9,6 +9,7 @@ import typer
 
 from kasten_bp.cli.output import Output, OutputOption, emit, show_progress
 from kasten_bp.cli.runner import run_command
+from kasten_bp.lab.consume import DEFAULT_TIMEOUT, run_consume
 from kasten_bp.lab.lab import Lab
 from kasten_bp.lab.load import LoadSpec, run_load
 
@@ -53,15 +54,26 @@ def up(
         "--secure",
         help="TLS and SCRAM-SHA-512 on both clusters, ACLs, MM2 and Connect REST over TLS",
     ),
+    targets: int = typer.Option(
+        0, "--targets", help="single-broker target clusters for `replay --to` (plain)"
+    ),
     output: Output = OutputOption,
 ) -> None:
     """Start (or show, if already up) the lab under WORKDIR."""
     show_progress()
     info = run_command(
         output,
-        lambda: Lab(workdir).up(primary_brokers, mirror_brokers, replication_policy, secure=secure),
+        lambda: Lab(workdir).up(
+            primary_brokers, mirror_brokers, replication_policy, secure=secure, targets=targets
+        ),
     )
-    emit(info, output, _render_lab)
+    emit(
+        info,
+        output,
+        lambda d: "\n".join(
+            [_render_lab(d)] + [f"target    {t['bootstrap']}" for t in d.get("targets", [])]
+        ),
+    )
 
 
 @app.command()
@@ -105,4 +117,35 @@ def load(
         result,
         output,
         lambda d: f"produced {d['produced']} records to {d['topic']} in {d['seconds']}s",
+    )
+
+
+@app.command()
+def consume(
+    workdir: Path = WorkdirOption,
+    group: str = typer.Option(..., "--group", help="consumer group id"),
+    topic: str = typer.Option(..., "--topic", help="primary topic to read"),
+    records: int | None = typer.Option(
+        None, "--records", help="stop after this many records (default: at the topic's end)"
+    ),
+    timeout: float = typer.Option(DEFAULT_TIMEOUT, "--timeout", help="give up after seconds"),
+    output: Output = OutputOption,
+) -> None:
+    """Run a consumer group on the primary that commits as it reads (synchronously, every
+    few records and at the end), then leaves the group with its offsets committed."""
+
+    def go() -> dict[str, Any]:
+        the_lab = Lab(workdir)
+        state = the_lab.require_state()
+        the_lab.use_admin(state)
+        return run_consume(state.primary.bootstrap, group, topic, records, timeout)
+
+    result = run_command(output, go)
+    emit(
+        result,
+        output,
+        lambda d: (
+            f"group {d['group']} read {d['records']} records of {d['topic']}, "
+            f"committed {d['committed']}"
+        ),
     )

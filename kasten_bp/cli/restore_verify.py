@@ -32,6 +32,33 @@ def _completed_manifest(b: Any, backup_id: str) -> Any:
     return parse_manifest(data, f"of backup {backup_id}")
 
 
+def restored_bootstrap(b: Any, backup_id: str, given: str | None) -> str:
+    """--restored, else the platform's record of the restored cluster, else the config's."""
+    bootstrap = given
+    if bootstrap is None:
+        finder = getattr(b.platform, "restored_bootstrap", None)
+        bootstrap = finder(backup_id) if finder else None
+        bootstrap = bootstrap or (
+            b.config.kubernetes.restored_bootstrap if b.config.kubernetes else None
+        )
+    if not bootstrap:
+        raise UsageError(f"no restored cluster known for backup {backup_id}: pass --restored")
+    return str(bootstrap)
+
+
+def group_section(primary: str, manifest: Any, restored: str) -> dict[str, Any]:
+    """verify's `groups`: each recorded group's offsets on the restored cluster against the
+    exact translation; a group `ahead` (it would skip records) fails the verdict."""
+    from kasten_bp import groups
+
+    standings = groups.standings(groups.plan(primary, manifest, restored))
+    ahead = any(s.status == "ahead" for s in standings)
+    return {
+        "groups": [s.model_dump(mode="json") for s in standings],
+        "groups_verdict": "inconsistent" if ahead else "consistent",
+    }
+
+
 def render_report(d: dict[str, Any]) -> str:
     lines = [
         f"verify backup {d['backup_id']} (restored {d['restored_bootstrap']}"
@@ -52,6 +79,13 @@ def render_report(d: dict[str, Any]) -> str:
         f"  RPO: {d['rpo_records']} records, {d['rpo_seconds']:.1f}s; "
         + ", ".join(f"{k} {v}" for k, v in d["counts"].items() if v)
     )
+    for g in d.get("groups", []):
+        counts = [f"{p['topic']}[{p['partition']}] {p['status']}" for p in g["partitions"]]
+        off = [
+            f"{c} ({p['records']})" if p["records"] else c
+            for c, p in zip(counts, g["partitions"], strict=True)
+        ]
+        lines.append(f"  group {g['group']}: {g['status']}  " + ", ".join(off))
     return "\n".join(lines)
 
 
@@ -67,6 +101,11 @@ def register(app: typer.Typer) -> None:
         backup_id: str,
         config: Path | None = ConfigOption,
         timeout: float = typer.Option(300, "--timeout", help="seconds to wait for the cluster"),
+        with_groups: bool = typer.Option(
+            False,
+            "--with-groups",
+            help="then set the recorded consumer groups' offsets (as `groups apply`)",
+        ),
         output: Output = OutputOption,
     ) -> None:
         """Start a new cluster from a backup's snapshots (local: under the lab workdir)."""
@@ -76,7 +115,14 @@ def register(app: typer.Typer) -> None:
             manifest = _completed_manifest(b, backup_id)
             if not manifest.snapshots:
                 raise UsageError(f"backup {backup_id} has no snapshots recorded")
-            return dict(b.platform.restore(manifest, timeout))
+            result = dict(b.platform.restore(manifest, timeout))
+            if with_groups:
+                from kasten_bp import groups
+
+                the_plan = groups.plan(b.config.primary.bootstrap, manifest, result["bootstrap"])
+                applied = groups.apply(the_plan)
+                result["groups"] = applied.model_dump(mode="json")["groups"]
+            return result
 
         emit(run_command(output, body), output, lambda d: f"restored {backup_id}: {d['bootstrap']}")
 
@@ -97,21 +143,15 @@ def register(app: typer.Typer) -> None:
 
             b = _backups(config)
             manifest = _completed_manifest(b, backup_id)
-            bootstrap = restored
-            if bootstrap is None:
-                finder = getattr(b.platform, "restored_bootstrap", None)
-                bootstrap = finder(backup_id) if finder else None
-                bootstrap = bootstrap or (
-                    b.config.kubernetes.restored_bootstrap if b.config.kubernetes else None
-                )
-            if not bootstrap:
-                raise UsageError(
-                    f"no restored cluster known for backup {backup_id}: pass --restored"
-                )
+            bootstrap = restored_bootstrap(b, backup_id, restored)
             require_restored(bootstrap)
             report = verify(b.config.primary.bootstrap, manifest, bootstrap, deep).model_dump(
                 mode="json"
             )
+            if manifest.groups:
+                report.update(group_section(b.config.primary.bootstrap, manifest, bootstrap))
+                if report["groups_verdict"] != "consistent":
+                    report["verdict"] = "inconsistent"
             b.catalog.write_json(f"backups/{backup_id}/verify-{int(time.time())}.json", report)
             return report
 

@@ -146,3 +146,63 @@ def create_acls(
         except KafkaException as exc:
             error = TemporaryError if is_temporary(exc) else KastenBpError
             raise error(f"creating ACL {binding} on {bootstrap}: {exc.args[0].str()}") from None
+
+
+def delete_acls(bootstrap: str, acls: list[tuple[str, str, str, str]]) -> int:
+    """Delete allow ACLs given as in create_acls (literal patterns, any host); returns how
+    many bindings the cluster deleted."""
+    from confluent_kafka.admin import (
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    if not acls:
+        return 0
+    filters = [
+        AclBindingFilter(
+            ResourceType["BROKER" if resource_type == "CLUSTER" else resource_type],
+            name,
+            ResourcePatternType.LITERAL,
+            principal,
+            "*",
+            AclOperation[operation],
+            AclPermissionType.ALLOW,
+        )
+        for principal, resource_type, name, operation in acls
+    ]
+    client = clients.admin(bootstrap)  # must outlive its futures
+    deleted = 0
+    for binding_filter, future in client.delete_acls(filters, request_timeout=15).items():
+        try:
+            deleted += len(future.result())
+        except KafkaException as exc:
+            error = TemporaryError if is_temporary(exc) else KastenBpError
+            raise error(
+                f"deleting ACL {binding_filter} on {bootstrap}: {exc.args[0].str()}"
+            ) from None
+    return deleted
+
+
+def end_offsets(
+    bootstrap: str, partitions: list[tuple[str, int]], timeout: float = 15.0
+) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> end offset, through the admin API (ListOffsets): unlike
+    `watermarks`, no consumer, so no group coordinator is looked up."""
+    from confluent_kafka.admin import OffsetSpec
+
+    if not partitions:
+        return {}
+    client = clients.admin(bootstrap)  # must outlive its futures
+    wanted = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}
+    out = {}
+    for tp, future in client.list_offsets(wanted, request_timeout=timeout).items():
+        try:
+            out[(str(tp.topic), tp.partition)] = int(future.result().offset)
+        except KafkaException as exc:
+            raise KastenBpError(
+                f"end offset of {tp.topic}[{tp.partition}] on {bootstrap}: {exc.args[0].str()}"
+            ) from None
+    return out

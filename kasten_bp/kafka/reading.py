@@ -42,7 +42,9 @@ def _to_record(msg: Message) -> Record:
     )
 
 
-def _stream(bootstrap: str, ranges: dict[Key, tuple[int, int]]) -> Generator[Record, None, None]:
+def stream_ranges(
+    bootstrap: str, ranges: dict[Key, tuple[int, int]]
+) -> Generator[Record, None, None]:
     """Yield data records with start <= offset < end of many partitions with one assignment
     (one round of fetches for all of them), each partition in offset order.
 
@@ -105,13 +107,13 @@ def stream_range(
     bootstrap: str, topic: str, partition: int, start: int, end: int
 ) -> Generator[Record, None, None]:
     """Data records with start <= offset < end, in order, without holding them all."""
-    return _stream(bootstrap, {(topic, partition): (start, end)})
+    return stream_ranges(bootstrap, {(topic, partition): (start, end)})
 
 
 def read_ranges(bootstrap: str, ranges: dict[Key, tuple[int, int]]) -> dict[Key, list[Record]]:
     """[start, end) of many partitions."""
     out: dict[Key, list[Record]] = {key: [] for key in ranges}
-    for record in _stream(bootstrap, ranges):
+    for record in stream_ranges(bootstrap, ranges):
         out[(record.topic, record.partition)].append(record)
     return out
 

@@ -3,7 +3,8 @@
 Everything lives under one directory: lab.json (the plan: ports, ids, dirs), one run dir
 per process with its pid file and logs, and kasten-bp.yaml for later commands.
 `lab up --secure` adds security/ (CA, certificates, SCRAM passwords: see lab/security.py),
-TLS + SCRAM-SHA-512 listeners, ACLs, and Connect REST over TLS.
+TLS + SCRAM-SHA-512 listeners, ACLs, and Connect REST over TLS. `lab up --targets N` adds N
+single-broker target clusters (target-1, ...) that `replay --to` writes into.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class LabState(BaseModel):
     restored: dict[str, ClusterSpec] = {}
     # `lab up --secure`: TLS + SCRAM everywhere. None keeps a plain lab's JSON as it was.
     security: LabSecurity | None = None
+    # Plain single-broker clusters that `replay --to` writes into (`lab up --targets N`).
+    targets: list[ClusterSpec] = []
 
 
 class Lab:
@@ -94,6 +97,7 @@ class Lab:
         policy: str = "identity",
         timeout: float = 240.0,
         secure: bool = False,
+        targets: int = 0,
     ) -> dict[str, Any]:
         if primary_brokers < 1:
             raise UsageError(f"--primary-brokers must be at least 1, got {primary_brokers}")
@@ -101,6 +105,10 @@ class Lab:
             raise UsageError(f"--mirror-brokers must be at least 1, got {mirror_brokers}")
         if policy not in mm2.POLICIES:
             raise UsageError(f"--replication-policy must be identity or default, got {policy}")
+        if targets < 0:
+            raise UsageError(f"--targets must be 0 or more, got {targets}")
+        if targets and secure:
+            raise UsageError("--targets is not supported with --secure yet: targets are plain")
         jars.ensure_kafka_jars()
         state = self.load_state()
         if state is not None:
@@ -129,10 +137,45 @@ class Lab:
                 security=security.generate(self.workdir / "security") if secure else None,
             )
             self.save_state(state)
+        self._plan_targets(state, targets)
         self.use_admin(state)
         self._start(state, timeout)
         self._write_config(state)
         return self.describe(state)
+
+    def _plan_targets(self, state: LabState, count: int) -> None:
+        """Add target clusters until there are `count` (never removes one: a target may hold
+        a replay someone still looks at)."""
+        while len(state.targets) < count:
+            name = f"target-{len(state.targets) + 1}"
+            state.targets.append(kraft.plan_cluster(name, self.workdir, 1))
+        self.save_state(state)
+
+    def start_targets(self, count: int, timeout: float = 240.0) -> list[str]:
+        """Plan, start and wait for `count` target clusters of a running plain lab (no other
+        process is touched); kasten-bp.yaml gains them. Returns their bootstraps."""
+        state = self.require_state()
+        if state.security is not None:
+            raise UsageError("target clusters are not supported in a secured lab yet")
+        self._plan_targets(state, count)
+        self._start_clusters(state.targets, None, timeout)
+        self._write_config(state)
+        return [t.bootstrap for t in state.targets]
+
+    def stop_targets(self) -> None:
+        """Stop the target clusters (their data stays; `lab up` starts them again)."""
+        state = self.require_state()
+        kraft.stop_brokers([b for t in state.targets for b in t.brokers])
+
+    def _start_clusters(
+        self, clusters: list[ClusterSpec], sec: LabSecurity | None, timeout: float
+    ) -> None:
+        for cluster in clusters:
+            kraft.write_configs(cluster, sec)
+            kraft.format_storage(cluster, sec)
+            kraft.start_cluster(cluster)
+        for cluster in clusters:
+            self.wait_cluster_ready(cluster, timeout)
 
     def _check_same_shape(self, state: LabState, primary: int, mirror: int, policy: str) -> None:
         have = (len(state.primary.brokers), len(state.mirror.brokers), state.replication_policy)
@@ -149,12 +192,7 @@ class Lab:
             )
 
     def _start(self, state: LabState, timeout: float) -> None:
-        for cluster in (state.primary, state.mirror):
-            kraft.write_configs(cluster, state.security)
-            kraft.format_storage(cluster, state.security)
-            kraft.start_cluster(cluster)
-        for cluster in (state.primary, state.mirror):
-            self.wait_cluster_ready(cluster, timeout)
+        self._start_clusters([state.primary, state.mirror, *state.targets], state.security, timeout)
         if state.security is not None:
             self._create_acls(state, timeout)
         state.connect.config_path.parent.mkdir(parents=True, exist_ok=True)
@@ -236,7 +274,7 @@ class Lab:
         plain lab."""
         if state.security is None:
             return
-        for cluster in (state.primary, state.mirror, *state.restored.values()):
+        for cluster in (state.primary, state.mirror, *state.restored.values(), *state.targets):
             use_cluster_security(cluster.bootstrap, state.security, security.ADMIN)
 
     def connect_client(self, state: LabState) -> ConnectClient:
@@ -261,6 +299,7 @@ class Lab:
             ),
             catalog=str(self.catalog_dir),
             local=LocalPlatformConfig(lab_dir=str(self.workdir)),
+            targets=[KafkaEndpoint(bootstrap=t.bootstrap) for t in state.targets],
         )
 
     def _secure_config(self, state: LabState) -> dict[str, Any]:
@@ -321,6 +360,10 @@ class Lab:
             },
             "replication_policy": state.replication_policy,
             "restored": {k: {"bootstrap": v.bootstrap} for k, v in state.restored.items()},
+            "targets": [
+                {"name": t.name, "bootstrap": t.bootstrap, "running": kraft.brokers_listening(t)}
+                for t in state.targets
+            ],
             "config": str(self.config_path),
         } | ({"security": state.security.describe()} if state.security is not None else {})
 
@@ -373,7 +416,7 @@ class Lab:
         state = self.load_state()
         if state is None:
             return []
-        clusters = [state.primary, state.mirror, *state.restored.values()]
+        clusters = [state.primary, state.mirror, *state.restored.values(), *state.targets]
         ports = [state.connect.port]
         for c in clusters:
             for b in c.brokers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kasten_bp.steps.capture_groups import CaptureGroups
 from kasten_bp.steps.capture_heads import CaptureHeads
 from kasten_bp.steps.confirm_replication import ConfirmReplication
 from kasten_bp.steps.discover_topics import DiscoverTopics
@@ -38,6 +39,7 @@ def backup_flow(mode: str) -> Flow:
             PauseMirrorMaker(),
             WaitCaughtUp(),
             CaptureHeads(),
+            CaptureGroups(),
             StopBrokers(),
             SnapshotVolumes(),
         ],

@@ -10,6 +10,9 @@ class RunInputs(Model):
 
     mode: str
     head_window: int | None = None
+    # `--group` regexes: the consumer groups to record instead of the config's
+    # groups.include (None: the config decides).
+    groups_include: list[str] | None = None
 
 
 class ConnectorStates(Model):
@@ -94,6 +97,20 @@ class CaptureNeeds(Model):
 class Captured(Model):
     partitions: int
     records_in_heads: int
+
+
+# --- capture_groups -----------------------------------------------------------
+class GroupsNeeds(Model):
+    groups_include: list[str] | None = None
+
+
+class GroupsCaptured(Model):
+    groups_captured: int
+    group_offsets: int
+    # Group partitions for which MM2 had emitted a checkpoint.
+    group_checkpoints: int
+    # Records of MM2's checkpoints topic this kasten-bp could not read (skipped).
+    checkpoints_unreadable: int = 0
 
 
 # --- confirm_replication ------------------------------------------------------

@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+from kasten_bp.config import ReplicationConfig
+from kasten_bp.consistency.scope import is_internal
 from kasten_bp.errors import UsageError
-from kasten_bp.kafka import admin
+from kasten_bp.kafka import access
 from kasten_bp.platforms.base import Platform
 from kasten_bp.steps.models import PreflightGives, PreflightNeeds
 from kasten_bp.workflow.engine import RunContext
 from kasten_bp.workflow.flow import Nothing, Step
 
+# Long enough for a TLS + SASL login; a refused login or certificate ends the wait at once.
+REACH_TIMEOUT = 5.0
 
-def preflight_problems(platform: Platform, primary: str, mirror: str, mode: str) -> list[str]:
+
+def preflight_problems(
+    platform: Platform,
+    primary: str,
+    mirror: str,
+    mode: str,
+    replication: ReplicationConfig | None = None,
+) -> list[str]:
     problems = list(platform.preflight())
+    reached: dict[str, access.Reached] = {}
     for name, bootstrap in (("primary", primary), ("mirror", mirror)):
         try:
-            admin.broker_ids(bootstrap, timeout=5)
+            reached[name] = access.reach(bootstrap, timeout=REACH_TIMEOUT)
+        except UsageError as exc:  # the one-line cause: login, TLS, address
+            problems.append(f"{name} cluster {bootstrap}: {exc}")
         except Exception as exc:  # noqa: BLE001 - reported as a problem
             problems.append(f"{name} cluster {bootstrap} unreachable: {exc}")
+    if "primary" in reached:
+        expected = _primary_names(reached.get("mirror"), replication)
+        try:
+            denied = access.permission_problems(primary, reached["primary"], expected)
+        except Exception as exc:  # noqa: BLE001 - reported as a problem
+            denied = [f"checking permissions: {exc}"]
+        problems += [f"primary cluster {primary}: {p}" for p in denied]
     stopped = [b.id for b in platform.brokers() if not b.running]
     if stopped:
         problems.append(f"mirror brokers {stopped} are not running")
@@ -31,13 +52,28 @@ def preflight_problems(platform: Platform, primary: str, mirror: str, mode: str)
     return problems
 
 
+def _primary_names(
+    mirror: access.Reached | None, replication: ReplicationConfig | None
+) -> list[str]:
+    """The primary topics the mirror holds copies of: the backup reads each of them, even
+    those the primary hides from a user who may not describe them."""
+    if mirror is None or replication is None:
+        return []
+    names = (replication.primary_topic(t) for t in mirror.topics if not is_internal(t))
+    return sorted(n for n in names if n is not None)
+
+
 class Preflight(Step[PreflightNeeds, Nothing, PreflightGives]):
     name = "preflight"
 
     def do(self, ctx: RunContext, needs: PreflightNeeds, plan: Nothing) -> PreflightGives:
         config = ctx.config
         problems = preflight_problems(
-            ctx.platform, config.primary.bootstrap, config.mirror.bootstrap, needs.mode
+            ctx.platform,
+            config.primary.bootstrap,
+            config.mirror.bootstrap,
+            needs.mode,
+            config.replication,
         )
         if problems:
             raise UsageError("preflight failed: " + "; ".join(problems))

@@ -80,6 +80,7 @@ def test_consistent_backup_under_writes_restores_and_verifies(
         "pause_mirrormaker",
         "wait_caught_up",
         "capture_heads",
+        "capture_groups",
         "stop_brokers",
         "snapshot_volumes",
         "start_brokers",  # deferred, newest first

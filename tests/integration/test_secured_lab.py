@@ -7,27 +7,34 @@ session's plain lab.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from kasten_bp.config import ClientSecurity, SaslConfig, SslConfig, load_config
 from kasten_bp.errors import KastenBpError, UsageError
-from kasten_bp.kafka import admin, clients, producing
+from kasten_bp.kafka import access, admin, clients, groups, producing
 from kasten_bp.lab import security
 from kasten_bp.lab.lab import Lab, LabState, use_cluster_security
 from kasten_bp.records import Record
+from kasten_bp.waiting import wait_for
 
 from .helpers import contents, partition_records, wait_mirrored
 
@@ -229,3 +236,287 @@ def test_backup_restore_verify_through_the_cli_with_the_generated_config(
     statuses = {p["status"] for p in report["partitions"]}
     assert statuses <= {"consistent", "behind"}, report
     assert any(p["topic"] == topic for p in report["partitions"])
+
+
+# --- bad credentials: one line, exit 2, nothing changed -----------------------------------
+
+GROUP_DESCRIBE = ("User:kasten-bp", "GROUP", "*", "DESCRIBE")
+TOPIC_READ = ("User:kasten-bp", "TOPIC", "*", "READ")
+
+
+def _run(
+    *args: str, config: Path, env: dict[str, str] | None = None, output: str = "json"
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args, "--config", str(config), "--output", output],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def _catalog_backups(catalog: Path) -> dict[str, dict[str, Any]]:
+    """backup id -> its journal; manifests are listed as journal["manifest"]."""
+    out = {}
+    for journal in sorted(catalog.glob("backups/*/journal.json")):
+        data = json.loads(journal.read_text())
+        data["manifest"] = (journal.parent / "manifest.json").exists()
+        out[journal.parent.name] = data
+    return out
+
+
+def _ensure_group_coordinator(primary: str) -> None:
+    """As admin: a group lookup makes the primary create __consumer_offsets, without which
+    there are no groups to read and the probe does not check group permissions."""
+    if access.CONSUMER_OFFSETS in admin.topics(primary):
+        return
+    client = clients.admin(primary)
+    client.describe_consumer_groups(["kasten-bp-test-coordinator"], request_timeout=15)
+    wait_for(
+        "__consumer_offsets on the primary",
+        lambda: access.CONSUMER_OFFSETS in admin.topics(primary),
+        60,
+    )
+
+
+@contextmanager
+def _denied(lab: SecureLab, acl: tuple[str, str, str, str]) -> Iterator[None]:
+    """Without one of kasten-bp's ACLs on the primary for a while (as admin)."""
+    _ensure_group_coordinator(lab.primary)
+
+    def probe() -> list[str]:
+        with lab.as_user(security.KASTEN_BP):
+            return access.permission_problems(lab.primary, access.reach(lab.primary))
+
+    assert admin.delete_acls(lab.primary, [acl]) == 1
+    try:
+        wait_for("the ACL deletion to apply", probe, 30)
+        yield
+    finally:
+        admin.create_acls(lab.primary, [acl])
+        wait_for("the ACL to apply again", lambda: not probe(), 30)
+
+
+@pytest.mark.parametrize(
+    "case", ["wrong_password", "untrusted_ca", "group_describe_denied", "topic_read_denied"]
+)
+def test_bad_credentials_fail_preflight_in_one_line_and_change_nothing(
+    secure_lab: SecureLab, tmp_path: Path, case: str
+) -> None:
+    primary = secure_lab.primary
+    env: dict[str, str] = {}
+    wrong = f"not-the-password-{uuid.uuid4().hex}"
+    if case == "wrong_password":
+        (tmp_path / "wrong.password").write_text(wrong)
+        env["KASTEN_BP_PRIMARY__SASL__PASSWORD_FILE"] = str(tmp_path / "wrong.password")
+        expected = (
+            f"primary cluster {primary}: SASL authentication failed for user kasten-bp "
+            "(wrong password or unknown user)"
+        )
+    elif case == "untrusted_ca":
+        other = security.generate(tmp_path / "other-ca")  # a CA that signed no broker
+        env["KASTEN_BP_PRIMARY__SSL__CA_FILE"] = str(other.ca_file)
+        expected = (
+            f"primary cluster {primary}: TLS handshake failed: certificate verify failed "
+            "(is ssl.ca_file the cluster's CA?)"
+        )
+    elif case == "group_describe_denied":
+        expected = (
+            f"primary cluster {primary}: user kasten-bp may not describe consumer groups "
+            "(GROUP_AUTHORIZATION_FAILED): grant DESCRIBE on groups"
+        )
+    else:
+        topic = f"t-{uuid.uuid4().hex[:10]}"
+        admin.create_topic(primary, topic, 1)
+        # Every topic of the primary is named, the list cut after five.
+        expected = (
+            rf"primary cluster {re.escape(primary)}: user kasten-bp may not read topics "
+            r"[^;]+: grant READ on topics"
+        )
+    denied = {"group_describe_denied": GROUP_DESCRIBE, "topic_read_denied": TOPIC_READ}
+    before = _catalog_backups(secure_lab.lab.catalog_dir)
+    with _denied(secure_lab, denied[case]) if case in denied else nullcontext():
+        result = _run("backup", config=secure_lab.config_path, env=env, output="text")
+
+    assert result.returncode == 2, (result.stdout[-2000:], result.stderr[-3000:])
+    (line,) = _error_lines(result)  # one line, naming the cluster and the cause
+    if case == "topic_read_denied":
+        assert re.fullmatch(f"error: preflight failed: {expected}", line), line
+        assert topic in line or "more" in line, line
+    else:
+        assert line == f"error: preflight failed: {expected}", line
+    assert wrong not in result.stdout + result.stderr
+    assert secure_lab.sec.password(security.KASTEN_BP) not in result.stdout + result.stderr
+
+    # Nothing changed: MM2 never paused, the mirror's brokers up, no backup kept.
+    status = secure_lab.lab.status()
+    assert status["healthy"], status
+    assert set(status["connect"]["connector_states"].values()) == {"RUNNING"}
+    after = _catalog_backups(secure_lab.lab.catalog_dir)
+    assert not any(j["manifest"] for i, j in after.items() if i not in before)
+    for backup_id in set(after) - set(before):  # the refused run's journal, if any
+        steps = {s["name"]: s["status"] for s in after[backup_id]["steps"]}
+        assert after[backup_id]["state"] == "FAILED_ROLLED_BACK", after[backup_id]
+        assert steps["preflight"] in ("failed", "undone")  # the failed step is undone too
+        assert steps["pause_mirrormaker"] == "pending", steps
+
+
+# --- the primary is only read --------------------------------------------------------------
+
+
+def _primary_end_offsets(primary: str) -> dict[tuple[str, int], int]:
+    """Every partition's end offset, as admin through ListOffsets: no consumer, so measuring
+    looks up no group coordinator of its own."""
+    md = clients.admin(primary).list_topics(timeout=15)
+    partitions = [(str(t.topic), p) for t in md.topics.values() for p in t.partitions]
+    return admin.end_offsets(primary, partitions)
+
+
+def test_a_backup_writes_nothing_to_the_primary(secure_lab: SecureLab) -> None:
+    topic = f"t-{uuid.uuid4().hex[:10]}"
+    admin.create_topic(secure_lab.primary, topic, 3)
+    producing.produce(secure_lab.primary, _records(topic, 30))
+    wait_mirrored(secure_lab.primary, secure_lab.mirror, topic)
+    # No producer writes to the primary from here on: every end offset must stay put.
+    offsets_before = _primary_end_offsets(secure_lab.primary)
+    groups_before = groups.group_ids(secure_lab.primary)
+
+    backup = secure_lab.cli("backup")
+    assert backup["status"] == "COMPLETED", backup
+
+    offsets_after = _primary_end_offsets(secure_lab.primary)
+    # kasten-bp's readers carry group.id kasten-bp-reader: librdkafka looks up its
+    # coordinator (FindCoordinator), which creates __consumer_offsets on a primary that never
+    # had a group. That is the only new topic allowed, and it must hold no record: no join,
+    # no commit.
+    new = {key for key in offsets_after if key not in offsets_before}
+    assert {t for t, _ in new} <= {access.CONSUMER_OFFSETS}, sorted(new)
+    assert all(offsets_after[key] == 0 for key in new), {k: offsets_after[k] for k in new}
+    assert {k: offsets_after[k] for k in offsets_before} == offsets_before
+    groups_after = groups.group_ids(secure_lab.primary)
+    assert groups_after == groups_before
+    assert not [g for g in groups_after if g.startswith("kasten-bp")]
+
+
+# --- secrets are never stored or shown -----------------------------------------------------
+
+PASSWORD_ENV = "KASTEN_BP_TEST_KASTEN_BP_PASSWORD"
+KEY_PASSWORD_ENV = "KASTEN_BP_TEST_CLIENT_KEY_PASSWORD"
+# Record data and offset indexes: fixed-width offset -> position entries, no record bytes;
+# preallocated sparse (10 MB each), so reading them would only read zeros.
+_INDEXES = (".index", ".timeindex")
+
+
+def _client_key_pair(root: Path, key_password: str) -> tuple[Path, Path]:
+    """A client certificate and its key, encrypted with `key_password`. The lab's listeners
+    ask for no client certificate, but librdkafka loads (decrypts) the key whenever a
+    client is created: a wrong key password fails every command."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kasten-bp-client")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = root / "client.crt", root / "client.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(key_password.encode()),
+        )
+    )
+    return cert_file, key_file
+
+
+def _files_holding(root: Path, secrets: list[str], skip: Path | None = None) -> list[str]:
+    """Every file under `root` (recursively, binary too) holding one of `secrets`."""
+    wanted = [s.encode() for s in secrets]
+    found = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.suffix in _INDEXES:
+            continue
+        if skip is not None and path.is_relative_to(skip):
+            continue
+        data = path.read_bytes()
+        found += [f"{path}: secret #{i}" for i, s in enumerate(wanted) if s in data]
+    return found
+
+
+def test_secrets_are_never_stored_or_shown(secure_lab: SecureLab, tmp_path: Path) -> None:
+    password = secure_lab.sec.password(security.KASTEN_BP)  # the real one: it must work
+    key_password = f"key-{uuid.uuid4().hex}"
+    cert_file, key_file = _client_key_pair(tmp_path, key_password)
+    raw = yaml.safe_load(secure_lab.config_path.read_text())
+    for cluster in ("primary", "mirror"):
+        raw[cluster]["sasl"] = {
+            "mechanism": "SCRAM-SHA-512",
+            "username": security.KASTEN_BP,
+            "password_env": PASSWORD_ENV,
+        }
+        raw[cluster]["ssl"] = {
+            "ca_file": str(secure_lab.sec.ca_file),
+            "cert_file": str(cert_file),
+            "key_file": str(key_file),
+            "key_password_env": KEY_PASSWORD_ENV,
+        }
+    catalog = tmp_path / "catalog"  # this test's own: every file in it is ours to search
+    raw["catalog"] = str(catalog)
+    config = tmp_path / "kasten-bp.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {PASSWORD_ENV: password, KEY_PASSWORD_ENV: key_password}
+    secrets = [password, key_password]
+
+    topic = f"t-{uuid.uuid4().hex[:10]}"
+    admin.create_topic(secure_lab.primary, topic, 3)
+    producing.produce(secure_lab.primary, _records(topic, 30))
+    wait_mirrored(secure_lab.primary, secure_lab.mirror, topic)
+
+    outputs: list[subprocess.CompletedProcess[str]] = []
+
+    def run(*args: str, output: str = "json", expect: int = 0) -> str:
+        result = _run(*args, config=config, env=env, output=output)
+        outputs.append(result)
+        assert result.returncode == expect, (args, result.stdout[-2000:], result.stderr[-3000:])
+        return result.stdout
+
+    backup_id = json.loads(run("backup"))["backup_id"]
+    run("restore", backup_id, output="text")
+    assert json.loads(run("verify", backup_id))["verdict"] == "consistent"
+    run("verify", backup_id, output="text")
+    run("show", backup_id)
+    run("show", backup_id, output="text")
+    run("list", output="text")
+    run("quiesce", "--hold-timeout", "10m")  # arms the watchdog: its hold log is ours too
+    run("resume", output="text")
+    # A refused command: the wrong key password is not echoed back.
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    refused = _run("backup", config=config, env={**env, KEY_PASSWORD_ENV: wrong})
+    outputs.append(refused)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+
+    for result in outputs:
+        for secret in [*secrets, wrong]:
+            assert secret not in result.stdout, result.args
+            assert secret not in result.stderr, result.args
+    assert _files_holding(catalog, secrets) == []
+    # The whole lab workdir: kasten-bp.yaml, lab.json, lock and hold logs, broker and
+    # Connect logs, broker data and restored clusters. Excluded: security/, where the lab
+    # keeps each user's password file: the source the planted password was read from.
+    lab_dir = secure_lab.lab.workdir
+    assert _files_holding(lab_dir, secrets, skip=lab_dir / "security") == []
+    # This test's own files: the config names the secrets, the key file holds the key
+    # encrypted, never its password.
+    assert _files_holding(tmp_path, secrets) == []

@@ -1,0 +1,89 @@
+"""`groups plan` and `groups apply`: a backup's consumer groups on a restored cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from kasten_bp.cli.backups import ConfigOption, _backups
+from kasten_bp.cli.output import Output, OutputOption, emit
+from kasten_bp.cli.restore_verify import _completed_manifest, restored_bootstrap
+from kasten_bp.cli.runner import run_command
+
+app = typer.Typer(help="Consumer groups: where they resume on a restored cluster.")
+
+RestoredOption = typer.Option(None, "--restored", help="bootstrap of the restored cluster")
+GroupOption = typer.Option(
+    [], "--group", help="only groups whose id fully matches this regex (repeatable)"
+)
+
+
+def render_plan(d: dict[str, Any]) -> str:
+    verb = "would set" if d.get("dry_run") else "groups of"
+    lines = [f"{verb} backup {d['backup_id']} on {d['restored_bootstrap']}"]
+    lines.append(
+        f"  {'group':<24} {'topic[partition]':<28} {'primary':>9} {'restored':>9} "
+        f"{'method':<15} {'reread':>6}"
+    )
+    for g in d["groups"]:
+        for p in g["partitions"]:
+            restored = "-" if p["restored_offset"] is None else str(p["restored_offset"])
+            reread = "?" if p["reread"] is None else str(p["reread"])
+            mark = " *" if p.get("written") else ""
+            where = f"{p['topic']}[{p['partition']}]"
+            lines.append(
+                f"  {g['group']:<24} {where:<28} "
+                f"{p['primary_offset']:>9} {restored:>9} {p['method']:<15} {reread:>6}{mark}"
+            )
+            if p["method"] not in ("exact",) and p["detail"]:
+                lines.append(f"      {p['detail']}")
+    return "\n".join(lines)
+
+
+def _plan(config: Path | None, backup_id: str, restored: str | None, group: list[str]) -> Any:
+    from kasten_bp import groups
+
+    b = _backups(config)
+    manifest = _completed_manifest(b, backup_id)
+    bootstrap = restored_bootstrap(b, backup_id, restored)
+    return groups.plan(b.config.primary.bootstrap, manifest, bootstrap, group)
+
+
+@app.command()
+def plan(
+    backup_id: str,
+    config: Path | None = ConfigOption,
+    restored: str | None = RestoredOption,
+    group: list[str] = GroupOption,
+    output: Output = OutputOption,
+) -> None:
+    """Per group and partition: the primary offset, the translated offset, the method and
+    the records a consumer would re-read. Changes nothing."""
+    result = run_command(
+        output, lambda: _plan(config, backup_id, restored, group).model_dump(mode="json")
+    )
+    emit(result, output, render_plan)
+
+
+@app.command()
+def apply(
+    backup_id: str,
+    config: Path | None = ConfigOption,
+    restored: str | None = RestoredOption,
+    group: list[str] = GroupOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="show what would be set"),
+    output: Output = OutputOption,
+) -> None:
+    """Set the groups' translated offsets on the restored cluster (refused for a group with
+    active members; only what differs is written)."""
+
+    def body() -> dict[str, Any]:
+        from kasten_bp import groups
+
+        return groups.apply(_plan(config, backup_id, restored, group), dry_run).model_dump(
+            mode="json"
+        )
+
+    emit(run_command(output, body), output, render_plan)

@@ -1,0 +1,133 @@
+"""`replay`: a backup's records (or any cluster's) into any target cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from kasten_bp.cli.backups import ConfigOption, _backups
+from kasten_bp.cli.output import Output, OutputOption, emit
+from kasten_bp.cli.restore_verify import _completed_manifest, restored_bootstrap
+from kasten_bp.cli.runner import run_command
+from kasten_bp.errors import UsageError
+
+SpecOption = typer.Option(None, "--spec", help="replay spec (YAML)")
+PROOF_FAILED = 1
+INTERRUPTED = 130
+
+
+def _source(b: Any, backup_id: str | None, given: str | None, timeout: float) -> Any:
+    """The backup's restored cluster bounded by its manifest (the local platform starts it
+    when it is not running), or any cluster bounded by its high watermarks."""
+    from kasten_bp.replay.source import KafkaSource
+
+    if backup_id is None:
+        if not given:
+            raise UsageError("replay needs a BACKUP_ID or --source-bootstrap")
+        return KafkaSource(given)
+    manifest = _completed_manifest(b, backup_id)
+    bootstrap = given
+    if bootstrap is None and b.platform.name == "local":
+        bootstrap = b.platform.restore(manifest, timeout)["bootstrap"]
+    if bootstrap is None:
+        bootstrap = restored_bootstrap(b, backup_id, None)
+    return KafkaSource.for_backup(bootstrap, manifest)
+
+
+def render(d: dict[str, Any]) -> str:
+    head = f"replay {d['replay_id'] or '(dry run)'}: {d['status']}, {d['records']} records"
+    lines = [f"{head} from {d['source']} into {d['target']}"]
+    for p in d["partitions"]:
+        span = (
+            f"{p['first_source_offset']}..{p['last_source_offset']}"
+            if p["first_source_offset"] is not None
+            else "-"
+        )
+        proof = f"  proof {p['proof']}" if p.get("proof") else ""
+        lines.append(
+            f"  {p['source_topic']}[{p['partition']}] -> {p['target_topic']}[{p['partition']}]"
+            f"  {p['records']} records  source offsets {span}{proof}"
+        )
+    if d["status"] == "interrupted":
+        lines.append(f"  continue with: kasten-bp replay ... --resume {d['replay_id']}")
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def replay(
+        backup_id: str | None = typer.Argument(
+            None, metavar="BACKUP_ID", help="the backup to replay"
+        ),
+        config: Path | None = ConfigOption,
+        to: str = typer.Option(..., "--to", help="bootstrap of the target cluster"),
+        spec: Path | None = SpecOption,
+        dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, change nothing"),
+        resume: str | None = typer.Option(None, "--resume", help="continue this replay"),
+        since: str | None = typer.Option(
+            None, "--since", help="only records at or after this time (ISO 8601 with zone)"
+        ),
+        allow_non_empty: bool = typer.Option(
+            False, "--allow-non-empty", help="append to target partitions that hold records"
+        ),
+        source_bootstrap: str | None = typer.Option(
+            None,
+            "--source-bootstrap",
+            help="read from this cluster (with BACKUP_ID: its "
+            "restored cluster; alone: any cluster, up to its current end offsets)",
+        ),
+        timeout: float = typer.Option(
+            300, "--timeout", help="seconds to wait for a restored cluster to start"
+        ),
+        output: Output = OutputOption,
+    ) -> None:
+        """Replay records into a target cluster: topic mapping, offset ranges, a time
+        window, original-offset headers; preflight first, a content proof after.
+        Exit 0 proven, 1 proof failed, 2 bad input (nothing written), 130 interrupted
+        (continue with --resume)."""
+
+        def body() -> dict[str, Any]:
+            from kasten_bp.replay.service import Replays
+            from kasten_bp.replay.spec import load_spec, with_since
+
+            # Judge the arguments and the spec before reaching any cluster.
+            the_spec = None
+            if resume is not None:
+                if spec is not None or since is not None or dry_run:
+                    raise UsageError(
+                        "--resume continues with the replay's own spec: drop --spec, --since "
+                        "and --dry-run"
+                    )
+            elif spec is None:
+                raise UsageError("replay needs --spec FILE (or --resume REPLAY_ID)")
+            else:
+                the_spec = load_spec(spec)
+                if since is not None:
+                    the_spec = with_since(the_spec, since)
+                if dry_run:
+                    the_spec = the_spec.model_copy(update={"dry_run": True})
+            b = _backups(config)
+            replays = Replays(b.catalog)
+            if the_spec is not None:
+                source = _source(b, backup_id, source_bootstrap, timeout)
+                return replays.run(source, to, the_spec, allow_non_empty)
+            assert resume is not None
+            # Without BACKUP_ID or --source-bootstrap: where the replay read from.
+            known_backup, known_source = replays.origin(resume)
+            if backup_id is None and source_bootstrap is None:
+                if known_backup is None:
+                    source = _source(b, None, known_source, timeout)
+                else:
+                    source = _source(b, known_backup, None, timeout)
+            else:
+                source = _source(b, backup_id, source_bootstrap, timeout)
+            return replays.resume(resume, source, to)
+
+        result = run_command(output, body)
+        emit(result, output, render)
+        if result["status"] == "proof_failed":
+            raise typer.Exit(PROOF_FAILED)
+        if result["status"] == "interrupted":
+            raise typer.Exit(INTERRUPTED)

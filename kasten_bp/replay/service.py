@@ -1,0 +1,243 @@
+"""A replay from start to proof: plan, preflight, copy, prove; and resume.
+
+Nothing is written to the target before every check has passed; a problem is a UsageError
+(exit 2) with one line per problem. The report in the catalog follows every step.
+"""
+
+from __future__ import annotations
+
+from itertools import zip_longest
+from typing import Any
+
+from kasten_bp.catalog.base import Catalog
+from kasten_bp.errors import KastenBpError, UsageError
+from kasten_bp.kafka import admin, reading
+from kasten_bp.replay import preflight
+from kasten_bp.replay.copy import (
+    Copier,
+    remaining_plan,
+    replayed_headers,
+    selected,
+    stop_on_signals,
+)
+from kasten_bp.replay.plan import PartitionPlan, plan_replay
+from kasten_bp.replay.proof import OK, prove_partition
+from kasten_bp.replay.report import (
+    PartitionProgress,
+    ReplayReport,
+    ReportStore,
+    new_replay_id,
+)
+from kasten_bp.replay.source import Source
+from kasten_bp.replay.spec import ReplaySpec
+from kasten_bp.waiting import announce, wait_for
+
+CREATE_TIMEOUT = 60.0
+
+
+class Replays:
+    def __init__(self, catalog: Catalog) -> None:
+        self.store = ReportStore(catalog)
+
+    # --- a new replay ----------------------------------------------------------------
+
+    def run(
+        self, source: Source, target: str, spec: ReplaySpec, allow_non_empty: bool = False
+    ) -> dict[str, Any]:
+        preflight.reach_target(target)
+        topics = source.topics()
+        plan = plan_replay(spec, topics)
+        _refuse(plan.problems)
+        wanted = {p.target_topic for p in plan.partitions}
+        have = preflight.describe_target(target, wanted)
+        configs = source.topic_configs(sorted({p.source_topic for p in plan.partitions}))
+        target_configs = preflight.target_configs(target, sorted(have))
+        _refuse(
+            preflight.target_problems(
+                plan.partitions, topics, have, spec.create_topics, allow_non_empty
+            )
+            + preflight.size_problems(plan.partitions, configs, target_configs)
+            + preflight.timestamp_problems(plan.partitions, target_configs)
+        )
+        items = [self._window(source, spec, item) for item in plan.partitions]
+        if spec.dry_run:
+            return _dry_run(items, have, source, target)
+        created: list[str] = []
+        if spec.create_topics and wanted - set(have):
+            created = preflight.create_targets(target, items, topics, configs)
+            have = _wait_created(target, wanted)
+        report = ReplayReport(
+            replay_id=new_replay_id(),
+            backup_id=source.backup_id,
+            source=source.description,
+            source_bootstrap=getattr(source, "bootstrap", ""),
+            target_bootstrap=target,
+            spec=spec.model_dump(mode="json"),
+            created_topics=created,
+            log_append_time=preflight.log_append_time_sources(items, configs),
+            partitions=[_progress(item, have) for item in items],
+        )
+        self.store.save(report)
+        announce(f"replay {report.replay_id}: {len(items)} partitions into {target}")
+        return self._copy_and_prove(source, target, spec, report)
+
+    def _window(self, source: Source, spec: ReplaySpec, item: PartitionPlan) -> PartitionPlan:
+        """Skip ahead to the window's first record: earlier offsets all hold older records
+        (Kafka's time index answers the earliest offset with a timestamp >= the start)."""
+        if spec.from_ms is None or item.span == 0:
+            return item
+        first = source.first_offset_at(item.key, spec.from_ms)
+        return item.from_offset(item.end if first is None else first)
+
+    # --- resume ------------------------------------------------------------------------
+
+    def origin(self, replay_id: str) -> tuple[str | None, str]:
+        """The backup a replay reads (None: a bare cluster) and the cluster it read from."""
+        report = self.store.load(replay_id)
+        return report.backup_id, report.source_bootstrap
+
+    def resume(self, replay_id: str, source: Source, target: str) -> dict[str, Any]:
+        report = self.store.load(replay_id)
+        if report.backup_id != source.backup_id:
+            theirs = f"backup {report.backup_id}" if report.backup_id else "no backup"
+            raise UsageError(
+                f"replay {replay_id}: resume: it replays {theirs}, not "
+                f"{'backup ' + source.backup_id if source.backup_id else 'a bare cluster'}"
+            )
+        if report.target_bootstrap != target:
+            raise UsageError(
+                f"replay {replay_id}: resume: it writes into {report.target_bootstrap}, "
+                f"not {target}"
+            )
+        if report.status in ("completed", "proof_failed"):
+            return report.summary()
+        preflight.reach_target(target)
+        spec = ReplaySpec.model_validate(report.spec)
+        for progress in report.partitions:
+            if not progress.done:
+                _reconcile_tail(source, target, spec, progress)
+        self.store.save(report)
+        return self._copy_and_prove(source, target, spec, report)
+
+    # --- copy and prove ------------------------------------------------------------------
+
+    def _copy_and_prove(
+        self, source: Source, target: str, spec: ReplaySpec, report: ReplayReport
+    ) -> dict[str, Any]:
+        report.status = "running"
+        self.store.save(report)
+        with stop_on_signals() as stop:
+            try:
+                finished = Copier(source, target, spec, report, self.store.save, stop).run()
+            except KastenBpError as exc:
+                report.status, report.error = "failed", str(exc)
+                self.store.save(report)
+                raise
+        if not finished:
+            report.status = "interrupted"
+            self.store.save(report)
+            return report.summary()
+        announce(f"replay {report.replay_id}: proving {len(report.partitions)} partitions")
+        for progress in report.partitions:
+            progress.proof = prove_partition(source, target, progress, spec)
+        ok = all(p.proof == OK for p in report.partitions)
+        report.status = "completed" if ok else "proof_failed"
+        self.store.save(report)
+        return report.summary()
+
+
+def _refuse(problems: list[str]) -> None:
+    if problems:
+        raise UsageError("\n".join(problems))
+
+
+def _progress(item: PartitionPlan, have: dict[str, preflight.TargetTopic]) -> PartitionProgress:
+    topic = have.get(item.target_topic)
+    end = topic.partitions.get(item.partition, (0, 0))[1] if topic is not None else 0
+    return PartitionProgress(
+        source_topic=item.source_topic,
+        target_topic=item.target_topic,
+        partition=item.partition,
+        ranges=list(item.ranges),
+        target_start_offset=end,
+        next_target_offset=end,
+    )
+
+
+def _wait_created(target: str, wanted: set[str]) -> dict[str, preflight.TargetTopic]:
+    def visible() -> dict[str, preflight.TargetTopic] | None:
+        have = preflight.describe_target(target, wanted)
+        return have if set(have) == wanted else None
+
+    return wait_for(f"created topics on target {target}", visible, CREATE_TIMEOUT)
+
+
+def _dry_run(
+    items: list[PartitionPlan],
+    have: dict[str, preflight.TargetTopic],
+    source: Source,
+    target: str,
+) -> dict[str, Any]:
+    return {
+        "replay_id": None,
+        "status": "dry_run",
+        "backup_id": source.backup_id,
+        "source": source.description,
+        "target": target,
+        "records": sum(p.span for p in items),
+        "partitions": [
+            {
+                "source_topic": p.source_topic,
+                "target_topic": p.target_topic,
+                "partition": p.partition,
+                "records": p.span,  # an estimate: offsets in range
+                "first_source_offset": p.start if p.span else None,
+                "last_source_offset": p.end - 1 if p.span else None,
+                "source_ranges": [list(r) for r in p.ranges],
+                "target": "exists" if p.target_topic in have else "created",
+            }
+            for p in items
+        ],
+    }
+
+
+def _reconcile_tail(
+    source: Source, target: str, spec: ReplaySpec, progress: PartitionProgress
+) -> None:
+    """A replay killed before its report caught up left acknowledged records the report
+    does not know. They are the next selected source records, or someone else wrote: the
+    first case advances the report past them (no duplicate), the second is refused."""
+    where = f"{progress.target_topic}[{progress.partition}]"
+    key = (progress.target_topic, progress.partition)
+    (_, end), *_ = admin.watermarks(target, [key]).values()
+    expected = progress.next_target_offset
+    if end == expected:
+        return
+    if end < expected:
+        raise UsageError(
+            f"topic {progress.target_topic}: resume: {where} ends at {end}, before offset "
+            f"{expected} the report says the target acknowledged (truncated or recreated?)"
+        )
+    plan = remaining_plan(progress)
+    wanted = (
+        (r for r in source.stream({plan.key: (plan.start, plan.end)}) if selected(plan, spec, r))
+        if plan.span
+        else iter(())
+    )
+    extra = reading.stream_range(target, key[0], key[1], expected, end)
+    for got, want in zip_longest(extra, wanted):
+        if got is None:
+            break
+        same = want is not None and (
+            want.key,
+            want.value,
+            replayed_headers(want, spec),
+            want.timestamp,
+        ) == (got.key, got.value, got.headers, got.timestamp)
+        if not same:
+            raise UsageError(
+                f"topic {progress.target_topic}: resume: {where} holds records past what the "
+                f"report recorded that are not the next source records (offset {got.offset})"
+            )
+        progress.acked(want.offset, got.offset)
+    announce(f"resume: {where}: {end - expected} records written before the stop, kept")
