@@ -7,6 +7,7 @@ session's plain lab.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import os
@@ -33,10 +34,13 @@ from kasten_bp.errors import KastenBpError, UsageError
 from kasten_bp.kafka import access, admin, clients, groups, producing
 from kasten_bp.lab import security
 from kasten_bp.lab.lab import Lab, LabState, use_cluster_security
+from kasten_bp.platforms.kube import resources as k8s
+from kasten_bp.platforms.kube.api import Kube
 from kasten_bp.records import Record
 from kasten_bp.waiting import wait_for
 
 from .helpers import contents, partition_records, wait_mirrored
+from .kube_fixture import KubeEnv
 
 pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "kasten_bp.cli"]
@@ -520,3 +524,66 @@ def test_secrets_are_never_stored_or_shown(secure_lab: SecureLab, tmp_path: Path
     # This test's own files: the config names the secrets, the key file holds the key
     # encrypted, never its password.
     assert _files_holding(tmp_path, secrets) == []
+
+
+# --- Kubernetes secrets: the CA and the SCRAM password read through the real API server ----
+
+
+def _kube_secret(kube: Kube, ns: str, name: str, data: dict[str, bytes]) -> None:
+    encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
+    kube.create(k8s.SECRETS, ns, {"metadata": {"name": name}, "type": "Opaque", "data": encoded})
+
+
+def test_backup_restore_verify_with_credentials_from_kubernetes_secrets(
+    secure_lab: SecureLab, kube_env: KubeEnv, tmp_path: Path
+) -> None:
+    """As on Strimzi: the cluster CA from `<cluster>-cluster-ca-cert` (ca.crt) and kasten-bp's
+    password from its KafkaUser secret (password), named in kasten-bp.yaml and read through
+    the real kube-apiserver; no file or environment variable holds either."""
+    kube = kube_env.kube()
+    ns = f"sec-{uuid.uuid4().hex[:8]}"
+    kube.create(k8s.NAMESPACES, None, {"metadata": {"name": ns}})
+    password = secure_lab.sec.password(security.KASTEN_BP)
+    _kube_secret(kube, ns, "lab-cluster-ca-cert", {"ca.crt": secure_lab.sec.ca_file.read_bytes()})
+    _kube_secret(kube, ns, "kasten-bp", {"password": password.encode()})
+
+    raw = yaml.safe_load(secure_lab.config_path.read_text())
+    for cluster in ("primary", "mirror"):
+        raw[cluster]["ssl"] = {"ca_secret_ref": {"name": "lab-cluster-ca-cert", "key": "ca.crt"}}
+        raw[cluster]["sasl"] = {
+            "mechanism": "SCRAM-SHA-512",
+            "username": "kasten-bp",
+            "password_secret_ref": {"name": "kasten-bp", "key": "password"},
+        }
+    raw["kubernetes"] = {"kubeconfig": kube_env.kubeconfig, "namespace": ns, "cluster": "unused"}
+    config = tmp_path / "kasten-bp.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert password not in config.read_text()
+
+    topic = f"t-{uuid.uuid4().hex[:10]}"
+    admin.create_topic(secure_lab.primary, topic, 3)
+    producing.produce(secure_lab.primary, _records(topic, 21))
+    wait_mirrored(secure_lab.primary, secure_lab.mirror, topic)
+    backup = _run("backup", config=config)
+    assert backup.returncode == 0, backup.stderr[-3000:]
+    backup_id = json.loads(backup.stdout)["backup_id"]
+    restore = _run("restore", backup_id, config=config)
+    assert restore.returncode == 0, restore.stderr[-3000:]
+    verify = _run("verify", backup_id, config=config)
+    assert verify.returncode == 0, verify.stderr[-3000:]
+    assert json.loads(verify.stdout)["verdict"] == "consistent"
+    for result in (backup, restore, verify):
+        assert password not in result.stdout + result.stderr
+
+    # Without RBAC for the secrets: one line naming what is forbidden, exit 2, nothing changed.
+    raw["kubernetes"]["kubeconfig"] = kube_env.limited_kubeconfig
+    config.write_text(yaml.safe_dump(raw))
+    refused = _run("backup", config=config, output="text")
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    (line,) = _error_lines(refused)
+    assert line == (
+        f"error: primary sasl: forbidden: cannot get secrets in namespace {ns} "
+        "(user kasten-bp-limited)"
+    )
+    status = secure_lab.lab.status()
+    assert set(status["connect"]["connector_states"].values()) == {"RUNNING"}
