@@ -11,6 +11,7 @@ import pytest
 
 from kasten_bp.kafka import admin
 from kasten_bp.lab.lab import Lab
+from kasten_bp.platforms.local import LocalPlatform
 
 from .helpers import LabHandle
 
@@ -49,3 +50,12 @@ def topic(lab: LabHandle) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     admin.create_topic(lab.primary, name, 3)
     yield name
+
+
+@pytest.fixture
+def restored_ids(lab: LabHandle) -> Iterator[list[str]]:
+    """Backup ids a test restored on the local platform; their clusters are stopped after."""
+    ids: list[str] = []
+    yield ids
+    for backup_id in ids:
+        LocalPlatform(lab.config).stop_restored(backup_id)

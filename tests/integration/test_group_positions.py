@@ -10,14 +10,12 @@ content."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from kasten_bp.consistency.group_positions import Committed, cut_end, positions
 from kasten_bp.kafka import admin, producing
 from kasten_bp.manifest import Manifest
-from kasten_bp.platforms.local import LocalPlatform
 from kasten_bp.records import Record
 
 from . import kafka_tools
@@ -25,14 +23,6 @@ from .helpers import LabHandle, contents, partition_records, wait_mirrored
 from .test_backup import cli_json
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def restored_ids(lab: LabHandle) -> Iterator[list[str]]:
-    ids: list[str] = []
-    yield ids
-    for backup_id in ids:
-        LocalPlatform(lab.config).stop_restored(backup_id)
 
 
 def test_positions_are_exact_across_renumbering_markers_and_the_cut(

@@ -10,14 +10,12 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from kasten_bp.groups import committed
 from kasten_bp.kafka import admin, clients, group_offsets, producing
-from kasten_bp.platforms.local import LocalPlatform
 from kasten_bp.records import Record
 
 from .helpers import LabHandle, contents, partition_records, wait_mirrored
@@ -25,14 +23,6 @@ from .test_backup import cli_json
 
 pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "kasten_bp.cli"]
-
-
-@pytest.fixture
-def restored_ids(lab: LabHandle) -> Iterator[list[str]]:
-    ids: list[str] = []
-    yield ids
-    for backup_id in ids:
-        LocalPlatform(lab.config).stop_restored(backup_id)
 
 
 def lab_consume(lab: LabHandle, group: str, topic: str, records: int) -> dict[str, Any]:

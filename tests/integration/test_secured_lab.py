@@ -8,7 +8,6 @@ session's plain lab.
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import os
 import re
@@ -25,9 +24,6 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from kasten_bp.config import ClientSecurity, SaslConfig, SslConfig, load_config
 from kasten_bp.errors import KastenBpError, UsageError
@@ -39,6 +35,7 @@ from kasten_bp.platforms.kube.api import Kube
 from kasten_bp.records import Record
 from kasten_bp.waiting import wait_for
 
+from ..certs import self_signed
 from .helpers import contents, partition_records, wait_mirrored
 from .kube_fixture import KubeEnv
 
@@ -420,29 +417,7 @@ def _client_key_pair(root: Path, key_password: str) -> tuple[Path, Path]:
     """A client certificate and its key, encrypted with `key_password`. The lab's listeners
     ask for no client certificate, but librdkafka loads (decrypts) the key whenever a
     client is created: a wrong key password fails every command."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kasten-bp-client")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = root / "client.crt", root / "client.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(key_password.encode()),
-        )
-    )
-    return cert_file, key_file
+    return self_signed(root, key_password, "kasten-bp-client", x509.random_serial_number())
 
 
 def _files_holding(root: Path, secrets: list[str], skip: Path | None = None) -> list[str]:

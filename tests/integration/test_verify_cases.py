@@ -13,7 +13,6 @@ import pytest
 from kasten_bp.backup import Backups
 from kasten_bp.kafka import admin, producing
 from kasten_bp.lab.lab import Lab
-from kasten_bp.platforms.local import LocalPlatform
 from kasten_bp.records import Record
 
 from . import kafka_tools
@@ -22,14 +21,6 @@ from .snapshot_surgery import RemoveRecord, doctor, replace_bytes, truncate_tail
 from .test_backup import cli, cli_json
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def restored_ids(lab: LabHandle) -> Iterator[list[str]]:
-    ids: list[str] = []
-    yield ids
-    for backup_id in ids:
-        LocalPlatform(lab.config).stop_restored(backup_id)
 
 
 def test_transactional_and_compacted_topics_verify_consistent(

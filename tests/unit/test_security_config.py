@@ -25,6 +25,7 @@ from kasten_bp.connect import ConnectClient, ssl_context
 from kasten_bp.errors import UsageError
 from kasten_bp.kafka import clients
 from kasten_bp.platforms.mm2_rest import ConnectRestMirrorMaker
+from tests.certs import self_signed
 
 SECRET = "s3cr3t-value-never-shown"
 
@@ -488,37 +489,7 @@ def test_librdkafka_accepts_the_settings(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def make_cert(tmp_path: Path) -> tuple[Path, Path]:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kasten-bp-test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "c.crt", tmp_path / "c.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(SECRET.encode()),
-        )
-    )
-    return cert_file, key_file
+    return self_signed(tmp_path, SECRET)
 
 
 def test_connect_without_security_uses_system_trust() -> None:
