@@ -1,7 +1,8 @@
 """`make demo`: the main job on the embedded lab, shown through the CLI a user would type.
 
-lab up -> a writer that keeps producing -> consistent backup -> restore -> verify,
-then the same with --mode hot, and a side-by-side report of both verdicts.
+lab up -> consumer groups that committed -> a writer that keeps producing -> consistent
+backup (groups recorded at the cut) -> restore -> groups set exactly, next to MM2's
+checkpoints -> verify, then the same with --mode hot, and a side-by-side report.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def run(*args: str, check: bool = True, quiet: bool = False) -> Any:
     return result.returncode, json.loads(result.stdout) if result.stdout.strip() else {}
 
 
-def backup_restore_verify(config: str, mode: str) -> tuple[dict, dict, int]:
+def backup_restore_verify(
+    config: str, mode: str, with_groups: bool = False
+) -> tuple[dict, dict, int]:
     _, backup = run("backup", "--mode", mode, "--config", config)
     if backup["downtime_seconds"] is None:
         impact = "MM2 and brokers never stopped"
@@ -43,11 +46,42 @@ def backup_restore_verify(config: str, mode: str) -> tuple[dict, dict, int]:
     print(f"    backup {backup['backup_id']}: {backup['status']}, {impact}")
     _, restored = run("restore", backup["backup_id"], "--config", config)
     print(f"    restored cluster at {restored['bootstrap']}")
+    if with_groups:
+        restore_groups(config, backup, restored["bootstrap"])
     code, report = run("verify", backup["backup_id"], "--config", config, check=False)
     if code not in (0, 1):
         sys.exit(f"demo: verify failed with exit code {code}")
     print(f"    verdict: {report['verdict']} (exit {code})")
+    for g in report.get("groups", []):
+        print(f"    group {g['group']} on the restored cluster: {g['status']}")
     return backup, report, code
+
+
+def restore_groups(config: str, backup: dict, restored: str) -> None:
+    """The backup's consumer groups set on the restored cluster, next to where MM2's own
+    checkpoints alone would have put them."""
+    backup_id = backup["backup_id"]
+    _, applied = run("groups", "apply", backup_id, "--restored", restored, "--config", config)
+    checkpoints = {
+        (g["group"], p["topic"], p["partition"]): p["checkpoint"]
+        for g in backup["manifest"].get("groups", [])
+        for p in g["partitions"]
+    }
+    print(
+        f"    {'group':<10} {'partition':<12} {'primary':>8} {'kasten-bp':>9} {'method':<8}"
+        f" {'MM2 checkpoint':>14} {'MM2 re-reads':>12}"
+    )
+    for g in applied["groups"]:
+        for p in g["partitions"]:
+            cp = checkpoints.get((g["group"], p["topic"], p["partition"]))
+            ours = p["restored_offset"]
+            mm2 = cp["downstream_offset"] if cp else None
+            rereads = ours - mm2 if ours is not None and mm2 is not None else None
+            print(
+                f"    {g['group']:<10} {p['topic'] + '[' + str(p['partition']) + ']':<12} "
+                f"{p['primary_offset']:>8} {_fmt(ours):>9} {p['method']:<8} "
+                f"{_fmt(mm2):>14} {_fmt(rereads):>12}"
+            )
 
 
 def side_by_side(reports: dict[str, dict]) -> str:
@@ -117,6 +151,19 @@ def main() -> None:
         "--partitions",
         "2",
     )
+    run("lab", "consume", "--workdir", workdir, "--group", "billing", "--topic", "payments")
+    run(
+        "lab",
+        "consume",
+        "--workdir",
+        workdir,
+        "--group",
+        "audit",
+        "--topic",
+        "payments",
+        "--records",
+        "1234",
+    )
     print("$ kasten-bp lab load --topic orders --rate 200 ...   (keeps writing during the backups)")
     writer = subprocess.Popen(
         [
@@ -139,7 +186,9 @@ def main() -> None:
     try:
         time.sleep(3)
         print("\n-- consistent backup (MM2 quiesced, catch-up proven, brokers stopped cleanly) --")
-        _, reports["consistent"], consistent_code = backup_restore_verify(config, "consistent")
+        _, reports["consistent"], consistent_code = backup_restore_verify(
+            config, "consistent", with_groups=True
+        )
         print("\n-- hot backup (log dirs copied from running brokers: the comparison case) --")
         _, reports["hot"], _ = backup_restore_verify(config, "hot")
     finally:
