@@ -4,7 +4,6 @@ crash recovery, on top of the workflow engine."""
 from __future__ import annotations
 
 import contextlib
-import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from typing import Any
 
 from kasten_bp.catalog.base import Catalog, open_catalog
 from kasten_bp.catalog.manifests import manifest_data
-from kasten_bp.config import Config, use_kube_secret_reader
+from kasten_bp.config import Config, GroupsConfig, use_kube_secret_reader
 from kasten_bp.errors import RunFailed, UsageError
 from kasten_bp.hold import DEFAULT_HOLD_SECONDS, iso, watchdog_command
 from kasten_bp.kafka.clients import apply_config_security
@@ -130,7 +129,7 @@ class Backups:
                 raise UsageError(
                     "--group: consumer groups are recorded at the cut, in consistent mode only"
                 )
-            _check_group_patterns(groups)
+            GroupsConfig.including(list(groups))  # a bad regex: exit 2 before any change
         with self.platform.lock("backup"):
             recovered = self.recover_crashed()
             held = self._held()
@@ -312,14 +311,6 @@ class Backups:
             "recovered": recovered,
             "manifest": manifest_data(self.catalog, journal.backup_id),
         }
-
-
-def _check_group_patterns(patterns: Sequence[str]) -> None:
-    for pattern in patterns:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise UsageError(f"--group {pattern!r} is not a valid regex: {exc}") from None
 
 
 def _row(name: str, status: str, seconds: float | None, deferred: bool = False) -> dict[str, Any]:

@@ -340,6 +340,16 @@ class GroupsConfig(_Strict):
                 raise ValueError(f"not a valid regex {pattern!r}: {exc}") from None
         return patterns
 
+    @classmethod
+    def including(cls, patterns: list[str], exclude: list[str] | None = None) -> GroupsConfig:
+        """`--group` patterns as a selection (UsageError, exit 2, for a bad regex)."""
+        try:
+            return cls(include=patterns, exclude=exclude or [])
+        except ValidationError as exc:
+            raise UsageError(
+                f"--group: {exc.errors()[0]['msg'].removeprefix('Value error, ')}"
+            ) from None
+
     def selects(self, group: str) -> bool:
         included = any(re.fullmatch(p, group) for p in self.include)
         return included and not any(re.fullmatch(p, group) for p in self.exclude)

@@ -3,11 +3,11 @@ groups a backup recorded, translated onto a restored cluster by content."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
+from kasten_bp.config import GroupsConfig
 from kasten_bp.consistency.core.groups import Checkpoint, judge
 from kasten_bp.consistency.group_positions import Committed, Position, positions
 from kasten_bp.errors import UsageError
@@ -60,12 +60,11 @@ WORST_FIRST = ("ahead", "missing", "behind", "exact")
 
 def selected(manifest: Manifest, patterns: Sequence[str]) -> list[str]:
     """The recorded groups whose id fully matches one of `patterns` (all without any)."""
-    try:
-        compiled = [re.compile(p) for p in patterns]
-    except re.error as exc:
-        raise UsageError(f"--group: not a valid regex: {exc}") from None
     names = [g.group for g in manifest.groups]
-    return [n for n in names if not compiled or any(c.fullmatch(n) for c in compiled)]
+    if not patterns:
+        return names
+    selection = GroupsConfig.including(list(patterns))
+    return [n for n in names if selection.selects(n)]
 
 
 def plan(
