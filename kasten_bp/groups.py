@@ -24,6 +24,12 @@ class PartitionPlan(BaseModel):
     restored_offset: int | None  # the offset to commit on the restored cluster
     method: str
     reread: int | None
+    # MM2's own answer for the same partition (its latest checkpoint's downstream offset),
+    # reported next to ours; None where the mirror had no checkpoint at the cut.
+    checkpoint_offset: int | None = None
+    # The highest offset that skips nothing the group had not read (above restored_offset
+    # only after an earlier_record fallback); verify judges `ahead` only past it.
+    latest_safe_offset: int | None = None
     detail: str = ""
     written: bool = False  # apply: committed by this run (False: already there, or not)
 
@@ -113,6 +119,8 @@ def _partition_plan(position: Position) -> PartitionPlan:
         restored_offset=t.restored_offset,
         method=t.method,
         reread=t.reread,
+        checkpoint_offset=c.checkpoint.downstream_offset if c.checkpoint is not None else None,
+        latest_safe_offset=t.latest_safe,
         detail=t.detail,
     )
 
@@ -163,7 +171,11 @@ def standings(the_plan: GroupsPlan) -> list[GroupStanding]:
         for p in group.partitions:
             if p.restored_offset is None:
                 continue  # nothing to compare with (past the cut, or untranslatable)
-            j = judge(current.get((p.restored_topic, p.partition)), p.restored_offset)
+            j = judge(
+                current.get((p.restored_topic, p.partition)),
+                p.restored_offset,
+                p.latest_safe_offset,
+            )
             parts.append(
                 PartitionStanding(
                     topic=p.topic, partition=p.partition, status=j.status, records=j.records

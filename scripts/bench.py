@@ -13,6 +13,9 @@ under a temporary directory and stops at the end.
    partitions of the same restored cluster.
 4. Head-window verify (the default, not deep) at 1x and 10x the data: its cost should grow
    with partitions, not bytes, so the ratio should be near 1.
+5. Consumer groups (scripts/bench_groups.py): `groups plan` for 200 groups x 30 partitions
+   against the head-window verify of the same partitions, and the group offsets a backup
+   writes to the primary (must be 0).
 
 Absolute times depend on the machine (and whatever else runs on it); the ratios are
 measured in one run on the same lab, so they compare like with like.
@@ -36,6 +39,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
+import bench_groups  # scripts/ is on sys.path when this file runs as a script
 from confluent_kafka import TopicPartition
 
 from kasten_bp.backup import Backups
@@ -165,10 +169,10 @@ def mirror_records(config: Config, primary_topic: str) -> int:
     return sum(high - low for low, high in marks.values())
 
 
-def wait_mirrored(config: Config, expected: int, timeout: float) -> None:
+def wait_mirrored(config: Config, expected: int, timeout: float, topic: str = TOPIC) -> None:
     wait_for(
-        f"the mirror to hold all {expected} records of {TOPIC}",
-        lambda: mirror_records(config, TOPIC) >= expected,
+        f"the mirror to hold all {expected} records of {topic}",
+        lambda: mirror_records(config, topic) >= expected,
         timeout,
         max_interval=1.0,
     )
@@ -386,6 +390,19 @@ def run(workdir: Path, records: int, scale: int, repeats: int) -> dict[str, Any]
                 for p in report10.partitions
             ),
         }
+        if isinstance(backups.platform, LocalPlatform):
+            backups.platform.stop_restored(summary2["backup_id"])
+
+        # (5) consumer groups.
+        results["groups"] = bench_groups.run(
+            config,
+            backups,
+            take_backup,
+            restore,
+            lambda n: wait_mirrored(config, n, timeout=300, topic=bench_groups.TOPIC),
+            repeats,
+            log,
+        )
     finally:
         log("stopping the lab")
         try:
@@ -493,6 +510,8 @@ def render(r: dict[str, Any]) -> str:
         f"head-window verify runs (s): 1x {h1['runs']} ({h1['verdict']}), "
         f"{scale}x {h10['runs']} ({h10['verdict']}, {h10['restored_records']:,} records)"
     )
+    if "groups" in r:
+        lines.append(bench_groups.render(r["groups"]))
     for note in r["notes"]:
         lines.append(f"note: {note}")
     return "\n".join(lines)

@@ -25,17 +25,20 @@ def render_plan(d: dict[str, Any]) -> str:
     lines = [f"{verb} backup {d['backup_id']} on {d['restored_bootstrap']}"]
     lines.append(
         f"  {'group':<24} {'topic[partition]':<28} {'primary':>9} {'restored':>9} "
-        f"{'method':<15} {'reread':>6}"
+        f"{'method':<15} {'reread':>6} {'MM2':>9}"
     )
     for g in d["groups"]:
         for p in g["partitions"]:
             restored = "-" if p["restored_offset"] is None else str(p["restored_offset"])
             reread = "?" if p["reread"] is None else str(p["reread"])
             mark = " *" if p.get("written") else ""
+            mm2 = p.get("checkpoint_offset")
+            mm2_text = "-" if mm2 is None else str(mm2)
             where = f"{p['topic']}[{p['partition']}]"
             lines.append(
                 f"  {g['group']:<24} {where:<28} "
-                f"{p['primary_offset']:>9} {restored:>9} {p['method']:<15} {reread:>6}{mark}"
+                f"{p['primary_offset']:>9} {restored:>9} {p['method']:<15} {reread:>6} "
+                f"{mm2_text:>9}{mark}"
             )
             if p["method"] not in ("exact",) and p["detail"]:
                 lines.append(f"      {p['detail']}")

@@ -105,7 +105,7 @@ def _partition_lookups(
     for first, last in _clusters(inside):
         span = (max(low_now, first - LOOK_BACK), min(end, last + LOOK_AHEAD))
         records += reading.read_ranges(primary, {pkey: span})[pkey]
-    twins = _restored_twins(restored, rkey, head, records)
+    twins, window, data = _restored_twins(restored, rkey, head, records)
     past = {c.offset: _count(primary, pkey, end, c.offset) for c in committed if c.offset > end}
     first_in_backup: int | None = None
     needs_first = any(
@@ -129,6 +129,8 @@ def _partition_lookups(
                 previous_is_last=is_last,
                 next_restored=_next_twin(records, twins, c.offset),
                 checkpoint=c.checkpoint,
+                restored_window=window,
+                restored_data=data,
             )
         )
     return lookups
@@ -147,23 +149,25 @@ def _clusters(offsets: list[int]) -> list[tuple[int, int]]:
 
 def _restored_twins(
     restored: str, rkey: Key, head: PartitionHead, records: list[Record]
-) -> dict[str, int]:
+) -> tuple[dict[str, int], tuple[int, int] | None, tuple[int, ...]]:
     """Content digest -> restored offset of its twin (the last copy: MM2 may re-send a run
-    after a restart, and a consumer placed after the last copy re-reads none of it)."""
+    after a restart, and a consumer placed after the last copy re-reads none of it); and
+    the restored window read, with the offsets of the data records in it."""
     if not records:
-        return {}
+        return {}, None, ()
     twins: dict[str, int] = {}
     # The manifest's head window already says where its records are.
     for h in head.head:
         twins[h.digest] = h.offset
     start = admin.offsets_for_times(restored, rkey, min(r.timestamp for r in records))
     if start < 0:
-        return twins
+        return twins, None, ()
     start = max(start, head.log_start_offset)
     stop = min(head.end_offset, start + 2 * len(records) + RESTORED_SLACK)
-    for r in reading.read_ranges(restored, {rkey: (start, stop)})[rkey]:
+    read = reading.read_ranges(restored, {rkey: (start, stop)})[rkey]
+    for r in read:
         twins[r.digest()] = r.offset
-    return twins
+    return twins, (start, stop), tuple(r.offset for r in read)
 
 
 def _previous(

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 from kasten_bp.consistency.core.classify import PrimarySide, RestoredSide, classify
-from kasten_bp.consistency.core.matching import superseded, walk
+from kasten_bp.consistency.core.matching import (
+    aged_out_prefix,
+    skip_older,
+    superseded_in_window,
+    walk,
+)
 from kasten_bp.consistency.core.report import (
     PartitionReport,
     Status,
@@ -99,11 +105,7 @@ def _primary_sides(
         window = windows[h.key]
         superseded_count = 0
         if h.compacted:
-            superseded_count = sum(
-                1
-                for r, o in zip(window, alignment.offsets, strict=True)
-                if o is None and superseded(r, later)
-            )
+            superseded_count = superseded_in_window(window, alignment.offsets, later)
         newest = lasts.get(pkey) or []
         first_offset = pmarks[pkey][0]
         aged_out = (
@@ -119,6 +121,7 @@ def _primary_sides(
             last_timestamp=newest[-1].timestamp if newest else None,
             records_after=len(later) if pkey in after_ranges else None,
             aged_out=aged_out,
+            aged_out_prefix=aged_out_prefix(alignment, first_offset),
         )
     return sides
 
@@ -142,17 +145,45 @@ def _deep_compare(
     first = next(restored_iter, None)
     if first is None:
         return
-    start = admin.offsets_for_times(primary, (head.primary_topic, head.partition), first.timestamp)
+    pkey = (head.primary_topic, head.partition)
+    start = admin.offsets_for_times(primary, pkey, first.timestamp)
     if start < 0:
         report.status, report.detail = Status.DIVERGENT, "first restored record not on the primary"
         return
+    restored_records: Iterator[Record] = itertools.chain([first], restored_iter)
+    aged = 0
+    oldest = _primary_oldest(primary, pkey, start)
+    if oldest is not None:
+        # The primary's retention has deleted records the backup still holds: the walk
+        # starts at the twin of the primary's oldest record; what precedes it is counted.
+        restored_records, aged = skip_older(restored_records, oldest)
     end = (report.restored_head_primary_offset or start) + 1
     primary_iter = reading.stream_range(primary, head.primary_topic, head.partition, start, end)
-    outcome = walk(itertools.chain([first], restored_iter), primary_iter, head.compacted)
+    outcome = walk(restored_records, primary_iter, head.compacted)
     if isinstance(outcome, str):
         report.status, report.detail = Status.DIVERGENT, outcome
     else:
         report.records_compared = outcome
+        if aged:
+            report.detail = _join_detail(
+                report.detail,
+                f"{aged} restored record(s) older than the primary's oldest were not compared "
+                "(retention removed them there)",
+            )
+
+
+def _primary_oldest(primary: str, pkey: tuple[str, int], start: int) -> Record | None:
+    """The primary's oldest record when the walk would start at its log start after it
+    has deleted some (log start > 0); None otherwise."""
+    low = admin.watermarks(primary, [pkey])[pkey][0]
+    if start != low or low == 0:
+        return None
+    found = reading.read_ranges(primary, {pkey: (low, low + 1)}).get(pkey) or []
+    return found[0] if found else None
+
+
+def _join_detail(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def require_restored(bootstrap: str) -> None:

@@ -67,3 +67,12 @@ def produce_transactional(
             producer.commit_transaction(30)
             committed += len(batch)
     return committed
+
+
+def delete_records(bootstrap: str, before: dict[tuple[str, int], int]) -> None:
+    """Advance each partition's log start offset to `before[key]` (what retention does)."""
+    client = clients.admin(bootstrap)  # must outlive its futures
+    tps = [TopicPartition(t, p, o) for (t, p), o in before.items()]
+    for tp, future in client.delete_records(tps).items():
+        low = future.result(30).low_watermark
+        assert low == before[(str(tp.topic), tp.partition)], (tp, low)

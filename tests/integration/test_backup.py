@@ -44,7 +44,7 @@ def cli(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
 
 def cli_json(lab: LabHandle, *args: str, expect: int = 0) -> Any:
     result = cli(lab, *args, "--output", "json")
-    assert result.returncode == expect, result.stderr[-2000:]
+    assert result.returncode == expect, result.stderr[-2000:] or result.stdout[-3000:]
     return json.loads(result.stdout)
 
 

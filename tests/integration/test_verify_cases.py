@@ -4,6 +4,8 @@ and on damaged snapshots (a torn tail, a changed value, a record lost mid-window
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +15,11 @@ import pytest
 from kasten_bp.backup import Backups
 from kasten_bp.kafka import admin, producing
 from kasten_bp.lab.lab import Lab
+from kasten_bp.platforms.local import LocalPlatform
 from kasten_bp.records import Record
 
 from . import kafka_tools
-from .helpers import LabHandle, wait_mirrored
+from .helpers import LabHandle, partition_records, wait_mirrored
 from .snapshot_surgery import RemoveRecord, doctor, replace_bytes, truncate_tail
 from .test_backup import cli, cli_json
 
@@ -177,3 +180,60 @@ def test_default_replication_policy_backup_verifies(prefixed_lab: LabHandle) -> 
     assert report["verdict"] == "consistent"
     ours = [p for p in report["partitions"] if p["topic"] == f"primary.{topic}"]
     assert len(ours) == 2 and sum(p["records_compared"] for p in ours) == 100
+
+
+def consume(workdir: Path, group: str, topic: str, records: int) -> None:
+    """`lab consume`: a real consumer group on the primary that commits as it goes."""
+    result = subprocess.run(
+        [sys.executable, "-m", "kasten_bp.cli", "lab", "consume", "--workdir", str(workdir)]
+        + ["--group", group, "--topic", topic, "--records", str(records), "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["records"] == records
+
+
+def test_groups_on_renamed_topics_are_restored_exactly_and_verified(
+    prefixed_lab: LabHandle,
+) -> None:
+    """The DefaultReplicationPolicy: the group committed on `topic`; on the restored
+    cluster it resumes on `primary.topic`, at the twin of its record, by content."""
+    lab = prefixed_lab
+    assert lab.lab is not None
+    topic = f"pfg-{uuid.uuid4().hex[:8]}"
+    group = f"pfx-{uuid.uuid4().hex[:6]}"
+    admin.create_topic(lab.primary, topic, 2)
+    producing.produce(
+        lab.primary, [Record(topic, i % 2, -1, 0, b"k", f"g{i}".encode(), ()) for i in range(60)]
+    )
+    consume(lab.lab.workdir, group, topic, 25)
+    renamed = f"primary.{topic}"
+    wait_mirrored(lab.primary, lab.mirror, topic, mirror_topic=renamed)
+    backup = cli_json(lab, "backup", "--group", group)
+    restored = cli_json(lab, "restore", backup["backup_id"], "--with-groups")
+    try:
+        (applied,) = restored["groups"]
+        parts = {(p["topic"], p["partition"]): p for p in applied["partitions"]}
+        assert {p["restored_topic"] for p in parts.values()} == {renamed}
+        assert {(p["method"], p["reread"]) for p in parts.values()} == {("exact", 0)}
+        bootstrap = restored["bootstrap"]
+        for (t, partition), p in parts.items():
+            unread = [
+                r
+                for r in partition_records(lab.primary, t, partition)
+                if r.offset >= p["primary_offset"]
+            ]
+            ahead = [
+                r
+                for r in partition_records(bootstrap, renamed, partition)
+                if r.offset >= p["restored_offset"]
+            ]
+            assert [r.content() for r in ahead] == [r.content() for r in unread]
+        report = cli_json(lab, "verify", backup["backup_id"])
+        assert report["verdict"] == "consistent"
+        (standing,) = report["groups"]
+        assert standing["status"] == "exact"
+    finally:
+        LocalPlatform(lab.config).stop_restored(backup["backup_id"])

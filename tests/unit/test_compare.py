@@ -223,3 +223,52 @@ def test_report_without_partitions_is_inconsistent() -> None:
     report = build_report("b1", "r:1", "p:1", "read_committed", False, [])
     assert report.verdict == "inconsistent"
     assert report.rpo_records == 0 and report.rpo_seconds == 0.0
+
+
+def test_a_compacted_head_may_lose_superseded_records_after_the_restore() -> None:
+    # The restored cluster's own cleaner removed offset 97; the window read from it now
+    # reaches back to 95. Same offsets, same contents otherwise: the head is the backup's.
+    recorded = window(4, first_offset=96)
+    head = head_for(recorded, compacted=True)
+    older = window(1, first_offset=95, key_prefix="old")
+    cleaned = older + [r for r in recorded if r.offset != 97]
+    restored = RestoredSide(log_start=0, end=100, window=cleaned)
+    report = classify(head, restored, primary([195, 196, 198, 199], 200, superseded=0))
+    assert report.heads_match_manifest is True, report.detail
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["not compacted", "content changed", "newest gone"],
+)
+def test_a_head_that_lost_records_otherwise_differs_from_the_manifest(change: str) -> None:
+    recorded = window(4, first_offset=96)
+    head = head_for(recorded, compacted=change != "not compacted")
+    kept = [r for r in recorded if r.offset != 97]
+    if change == "content changed":
+        kept[0] = Record("orders", 0, 96, TS, b"k0", b"changed")
+    if change == "newest gone":
+        kept = kept[:-1]
+    restored = RestoredSide(log_start=0, end=100, window=kept)
+    report = classify(head, restored, primary([None] * len(kept), 200))
+    assert report.heads_match_manifest is False
+    assert "differ from the manifest" in report.detail
+
+
+def test_a_head_partly_aged_out_of_the_primary_is_not_divergent() -> None:
+    side = primary([None, None, 198, 199], 200)
+    aged = PrimarySide(
+        end=side.end,
+        alignment=side.alignment,
+        superseded=0,
+        last_timestamp=None,
+        records_after=0,
+        aged_out_prefix=2,
+    )
+    report = classify(HEAD, RESTORED, aged)
+    assert report.status == Status.CONSISTENT, report.detail
+    assert report.records_compared == 2
+    assert "retention" in report.detail
+    # Without the prefix (the primary holds older records), the same holes are divergent.
+    report = classify(HEAD, RESTORED, side)
+    assert report.status == Status.DIVERGENT

@@ -38,7 +38,29 @@ def test_markers_between_the_last_record_and_p_change_nothing() -> None:
 def test_a_compacted_away_record_falls_back_to_an_earlier_one_and_counts_the_reread() -> None:
     t = translate(replace(BASE, previous=Twin(145, 45), previous_is_last=False, next_restored=50))
     assert (t.method, t.restored_offset, t.reread) == ("earlier_record", 46, 4)
+    # Committing anywhere from 46 up to the first unread record (50) skips nothing.
+    assert t.latest_safe == 50
+    assert judge(50, 46, t.latest_safe).status == "exact"
+    assert (judge(52, 46, t.latest_safe).status, judge(52, 46, t.latest_safe).records) == (
+        "ahead",
+        2,
+    )
     assert "primary offset 145" in t.detail
+
+
+def test_a_reread_counts_records_not_offsets_where_the_restored_log_has_gaps() -> None:
+    # Restored offsets 46..49 read: only 48 still holds a record (the rest compacted away).
+    gappy = replace(
+        BASE,
+        previous=Twin(145, 45),
+        previous_is_last=False,
+        next_restored=50,
+        restored_window=(40, 60),
+        restored_data=(40, 45, 48, 50, 51),
+    )
+    assert translate(gappy).reread == 1
+    # Outside the window read, the offset distance is all that is known: an upper bound.
+    assert translate(replace(gappy, restored_window=(47, 60))).reread == 4
 
 
 def test_without_a_twin_the_checkpoint_is_used() -> None:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from kasten_bp.consistency.core.matching import Alignment, Gap, align, superseded, walk
+from kasten_bp.consistency.core.matching import (
+    Alignment,
+    Gap,
+    aged_out_prefix,
+    align,
+    skip_older,
+    superseded,
+    superseded_in_window,
+    walk,
+)
 from kasten_bp.records import Record
 
 
@@ -149,3 +158,38 @@ def test_walk_skips_older_primary_records_then_requires_a_run() -> None:
 def test_walk_names_a_restored_record_the_primary_lacks() -> None:
     outcome = walk(iter(WINDOW), iter(same_content_at(WINDOW[:2], [0, 1])), compacted=True)
     assert outcome == "restored offset 102 not found on the primary"
+
+
+def test_a_record_superseded_inside_the_window_is_not_lost() -> None:
+    # user-1's old value is gone from the primary; its newer value is later in the same
+    # window and on the primary. user-3 is gone with no newer value anywhere: lost.
+    window = [rec(5, b"user-1", b"old"), rec(6, b"user-3", b"x"), rec(7, b"user-1", b"new")]
+    assert superseded_in_window(window, (None, None, 17), []) == 1
+    # A newer value the primary holds past the window counts too.
+    assert superseded_in_window(window, (None, None, 17), [rec(20, b"user-3", b"y")]) == 2
+    # A newer value in the window that is itself missing on the primary proves nothing.
+    assert superseded_in_window(window, (None, None, None), []) == 0
+
+
+def test_an_aged_out_prefix_is_the_window_head_before_the_primarys_first_record() -> None:
+    # Window of 5; the primary now starts at offset 40 with the window's third record.
+    assert aged_out_prefix(Alignment(False, (None, None, 40, 41, 42)), 40) == 2
+    # Not from the primary's first record: something older is missing, not aged out.
+    assert aged_out_prefix(Alignment(False, (None, None, 41, 42, 43)), 40) == 0
+    # A hole after the first match, or a gap, is not retention's doing.
+    assert aged_out_prefix(Alignment(False, (None, 40, None, 42)), 40) == 0
+    gap = (Gap(40, 42, 1),)
+    assert aged_out_prefix(Alignment(False, (None, 40, 42), gap), 40) == 0
+    # Nothing or everything matched: no prefix to speak of.
+    assert aged_out_prefix(Alignment(True, (40, 41)), 40) == 0
+    assert aged_out_prefix(Alignment(False, (None, None)), 40) == 0
+
+
+def test_skip_older_drops_the_restored_records_before_the_primarys_oldest() -> None:
+    restored = [rec(i, b"k", f"v{i}".encode(), ts=1000 + i) for i in range(6)]
+    rest, skipped = skip_older(iter(restored), restored[3])
+    assert skipped == 3 and [r.offset for r in rest] == [3, 4, 5]
+    # No twin anywhere: dropping stops at the first newer record, the walk reports the rest.
+    stranger = rec(40, b"k", b"not in the backup", ts=1002)
+    rest, skipped = skip_older(iter(restored), stranger)
+    assert skipped == 3 and [r.offset for r in rest] == [3, 4, 5]

@@ -30,6 +30,9 @@ class PrimarySide:
     records_after: int | None = None
     # The primary's oldest record is newer than the restored head: retention removed it.
     aged_out: bool = False
+    # The head window's oldest records that retention removed from the primary since, the
+    # rest of the window matching from the primary's first record on.
+    aged_out_prefix: int = 0
 
 
 def classify(
@@ -54,7 +57,7 @@ def classify(
         report.detail = _join(manifest_problem, f"primary topic {head.primary_topic} not found")
         return report
     report.primary_end_offset = primary.end
-    unmatched = primary.alignment.unmatched - primary.superseded
+    unmatched = primary.alignment.unmatched - primary.superseded - primary.aged_out_prefix
     if unmatched > 0 and primary.aged_out and manifest_problem is None:
         # The restored head equals the backup, but the primary's retention has since
         # deleted those records: nothing is left to compare them with.
@@ -74,7 +77,12 @@ def classify(
         report.records_behind = primary.records_after
     else:
         report.records_behind = primary.end if last is None else max(0, primary.end - last - 1)
-    report.records_compared = len(restored.window)
+    report.records_compared = len(restored.window) - primary.aged_out_prefix
+    if primary.aged_out_prefix:
+        report.detail = (
+            f"the oldest {primary.aged_out_prefix} record(s) of the restored head are no "
+            "longer on the primary (retention); the rest match from its first record"
+        )
     if report.records_behind:
         report.status = Status.BEHIND
         last_restored = restored.window[-1].timestamp if restored.window else None
@@ -88,9 +96,24 @@ def classify(
 def _manifest_problem(head: PartitionHead, restored: RestoredSide) -> str | None:
     if restored.end != head.end_offset:
         return f"restored end offset {restored.end} != manifest {head.end_offset}"
-    if window_digest(restored.window) != head.window_digest:
-        return "restored head records differ from the manifest"
-    return None
+    if window_digest(restored.window) == head.window_digest:
+        return None
+    if head.compacted and head.head and _compacted_since(head, restored.window):
+        return None
+    return "restored head records differ from the manifest"
+
+
+def _compacted_since(head: PartitionHead, window: list[Record]) -> bool:
+    """Whether the restored head is the manifest's with records removed and nothing else:
+    a restored cluster's own log cleaner compacts superseded records away after the restore.
+    Every restored record in the manifest's window must sit at its offset with its content;
+    records older than the window are not compared here (the primary side checks them). The
+    newest record stays: a cleaner never touches the active segment."""
+    recorded = {h.offset: h.digest for h in head.head}
+    newer = [r for r in window if r.offset >= head.head[0].offset]
+    if not newer or newer[-1].offset != head.head[-1].offset:
+        return False
+    return all(recorded.get(r.offset) == r.digest() for r in newer)
 
 
 def _primary_problem(
@@ -104,6 +127,8 @@ def _primary_problem(
     if head.compacted or primary.alignment.contiguous:
         # Compaction leaves holes on either side; only order and content can be proven.
         return None
+    if primary.aged_out_prefix:
+        return None  # the rest of the window is one run from the primary's first record
     gaps = ", ".join(g.describe() for g in primary.alignment.gaps)
     return f"head window is not consecutive on the primary: missing {gaps or 'records'}"
 

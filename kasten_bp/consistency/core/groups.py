@@ -21,6 +21,7 @@ content: MM2 renumbers offsets). Methods, best first:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Literal
 
@@ -64,6 +65,11 @@ class Lookup:
     # the cut): the end of what a consumer placed after `previous` would re-read.
     next_restored: int | None
     checkpoint: Checkpoint | None
+    # The restored offsets read around the twins, [start, stop), and the data records found
+    # there: a re-read is counted in records (a compacted or transactional restored log has
+    # gaps); outside the window it is the offset distance, an upper bound.
+    restored_window: tuple[int, int] | None = None
+    restored_data: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,10 @@ class Translation:
     restored_offset: int | None
     reread: int | None  # records a consumer would read again (None: unknown)
     detail: str = ""
+    # The highest restored offset that skips nothing the group had not read: after an
+    # `earlier_record` fallback, the twin of its first unread record (committing anywhere
+    # from restored_offset up to it re-reads less and skips nothing); else restored_offset.
+    latest_safe: int | None = None
 
 
 def translate(found: Lookup) -> Translation:
@@ -96,9 +106,10 @@ def translate(found: Lookup) -> Translation:
         return Translation(
             "earlier_record",
             position,
-            max(0, until - position),
+            _records_between(found, position, until),
             f"the record before {p} is gone; the nearest earlier one with a twin is at "
             f"primary offset {found.previous.primary_offset}",
+            latest_safe=max(position, until),
         )
     cp = found.checkpoint
     if cp is not None and cp.upstream_offset <= p:
@@ -112,18 +123,27 @@ def translate(found: Lookup) -> Translation:
     return Translation("none", None, None, f"no record before {p} has a twin and no checkpoint")
 
 
+def _records_between(found: Lookup, start: int, stop: int) -> int:
+    window = found.restored_window
+    if window is not None and window[0] <= start and stop <= window[1]:
+        return bisect_left(found.restored_data, stop) - bisect_left(found.restored_data, start)
+    return max(0, stop - start)
+
+
 @dataclass(frozen=True)
 class Judgement:
     status: Standing
     records: int  # how many records it would re-read (behind) or skip (ahead)
 
 
-def judge(committed: int | None, expected: int) -> Judgement:
-    """A group's committed offset on the restored cluster against its translated position."""
+def judge(committed: int | None, expected: int, latest_safe: int | None = None) -> Judgement:
+    """A group's committed offset on the restored cluster against its translated position
+    (`latest_safe`: the highest offset that still skips nothing, see Translation)."""
+    upper = expected if latest_safe is None else max(expected, latest_safe)
     if committed is None:
         return Judgement("missing", 0)
-    if committed == expected:
+    if expected <= committed <= upper:
         return Judgement("exact", 0)
     if committed < expected:
         return Judgement("behind", expected - committed)
-    return Judgement("ahead", committed - expected)
+    return Judgement("ahead", committed - upper)

@@ -3,6 +3,7 @@ transactions leave control-record gaps, compaction leaves holes). Pure functions
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -76,10 +77,55 @@ def _greedy(wanted: list[str], cands: list[tuple[int, str]]) -> Alignment:
     return Alignment(contiguous=False, offsets=tuple(offsets), gaps=tuple(gaps))
 
 
+def aged_out_prefix(alignment: Alignment, primary_log_start: int) -> int:
+    """How many of the window's oldest records the primary's retention has deleted since:
+    they are unmatched, every later one matched with no gap, and the first match is the
+    primary's oldest record (it holds nothing older that could have been their twins)."""
+    offsets = alignment.offsets
+    leading = next((i for i, o in enumerate(offsets) if o is not None), len(offsets))
+    if leading == 0 or leading == len(offsets) or alignment.gaps:
+        return 0
+    if None in offsets[leading:] or offsets[leading] != primary_log_start:
+        return 0
+    return leading
+
+
 def superseded(record: Record, later: Iterable[Record]) -> bool:
     """In a compacted topic, a record may be gone from one side because a later record with
     the same key replaced it."""
     return record.key is not None and any(r.key == record.key for r in later)
+
+
+def superseded_in_window(
+    window: list[Record], aligned: tuple[int | None, ...], after: list[Record]
+) -> int:
+    """How many of a compacted head window's records are missing on the primary because a
+    later record with the same key replaced them there: one found later in the window (its
+    twin is on the primary, so the primary's cleaner may drop the older one) or one the
+    primary holds past the window (`after`)."""
+    count = 0
+    for i, (record, offset) in enumerate(zip(window, aligned, strict=True)):
+        if offset is not None:
+            continue
+        later_in_window = (
+            r for r, o in zip(window[i + 1 :], aligned[i + 1 :], strict=True) if o is not None
+        )
+        if superseded(record, later_in_window) or superseded(record, after):
+            count += 1
+    return count
+
+
+def skip_older(restored: Iterator[Record], oldest: Record) -> tuple[Iterator[Record], int]:
+    """Drop restored records up to the twin of the primary's `oldest` record, counting them;
+    only records no newer than it are dropped (a newer one means there is no such twin,
+    and the walk that follows reports the mismatch)."""
+    want = oldest.digest()
+    skipped = 0
+    for r in restored:
+        if r.digest() == want or r.timestamp > oldest.timestamp:
+            return itertools.chain([r], restored), skipped
+        skipped += 1
+    return iter(()), skipped
 
 
 def walk(restored: Iterator[Record], primary: Iterator[Record], compacted: bool) -> int | str:
