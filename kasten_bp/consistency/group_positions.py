@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kasten_bp.consistency.core.groups import Checkpoint, Lookup, Translation, Twin, translate
 from kasten_bp.kafka import admin, reading
@@ -76,36 +76,96 @@ def positions(
         else:
             todo[(c.topic, c.partition)].append(i)
     if todo:
-        pmarks = admin.watermarks(primary, sorted(todo))
-        for key, indexes in todo.items():
+        keys = sorted(todo)
+        pmarks = admin.watermarks(primary, keys)
+        groups_of = {key: [wanted[i] for i in todo[key]] for key in keys}
+        plans = {key: _Partition.plan(by_primary[key], pmarks[key], groups_of[key]) for key in keys}
+        _read_primary(primary, plans)
+        _read_twins(restored, plans)
+        for key in keys:
             head = by_primary[key]
-            found = _partition_lookups(
-                primary, restored, head, pmarks[key], [wanted[i] for i in indexes]
-            )
-            for i, lookup in zip(indexes, found, strict=True):
+            found = _lookups(primary, restored, plans[key], groups_of[key])
+            for i, lookup in zip(todo[key], found, strict=True):
                 out[i] = Position(wanted[i], head.topic, translate(lookup))
     return [out[i] for i in range(len(wanted))]
 
 
-def _partition_lookups(
-    primary: str,
-    restored: str,
-    head: PartitionHead,
-    primary_marks: tuple[int, int],
-    committed: list[Committed],
+@dataclass
+class _Partition:
+    """One restored partition's reads, done for all partitions at once per cluster."""
+
+    head: PartitionHead
+    end: int  # the cut on the primary
+    spans: list[tuple[int, int]]  # primary ranges to read around the committed offsets
+    records: list[Record] = field(default_factory=list)
+    twins: dict[str, int] = field(default_factory=dict)
+    window: tuple[int, int] | None = None
+    data: tuple[int, ...] = ()
+
+    @classmethod
+    def plan(
+        cls, head: PartitionHead, marks: tuple[int, int], committed: list[Committed]
+    ) -> _Partition:
+        end = cut_end(head)
+        low_now = marks[0]
+        if end is None:
+            # The backup holds nothing of this partition (MM2 had mirrored none of it at the
+            # cut): whatever a group consumed of what the primary holds is past the cut.
+            end = low_now
+        inside = sorted({c.offset for c in committed if low_now < c.offset < end})
+        spans = [
+            (max(low_now, first - LOOK_BACK), min(end, last + LOOK_AHEAD))
+            for first, last in _clusters(inside)
+        ]
+        return cls(head, end, spans)
+
+
+def _read_primary(primary: str, plans: dict[Key, _Partition]) -> None:
+    """The primary records around every partition's committed offsets: one read per round
+    (a partition whose groups sit far apart has several spans, read in later rounds)."""
+    rounds = max((len(p.spans) for p in plans.values()), default=0)
+    for n in range(rounds):
+        ranges = {key: p.spans[n] for key, p in plans.items() if len(p.spans) > n}
+        for key, records in reading.read_ranges(primary, ranges).items():
+            plans[key].records += records
+
+
+def _read_twins(restored: str, plans: dict[Key, _Partition]) -> None:
+    """Content digest -> restored offset of each record's twin, every partition in one
+    read (the last copy wins: MM2 may re-send a run after a restart, and a consumer placed
+    after the last copy re-reads none of it); and the restored window read, with the
+    offsets of the data records in it."""
+    stamps = {}
+    for p in plans.values():
+        # The manifest's head window already says where its records are.
+        p.twins = {h.digest: h.offset for h in p.head.head} if p.records else {}
+        if p.records:
+            stamps[p.head.key] = min(r.timestamp for r in p.records)
+    by_restored = {p.head.key: p for p in plans.values()}
+    starts = admin.offsets_for_times_many(restored, stamps)
+    ranges = {}
+    for rkey, start in starts.items():
+        if start < 0:
+            continue
+        p = by_restored[rkey]
+        start = max(start, p.head.log_start_offset)
+        stop = min(p.head.end_offset, start + 2 * len(p.records) + RESTORED_SLACK)
+        ranges[rkey] = (start, stop)
+    read = reading.read_ranges(restored, ranges)
+    for p in plans.values():
+        rkey = p.head.key
+        if rkey in ranges:
+            for r in read[rkey]:
+                p.twins[r.digest()] = r.offset
+            p.window = ranges[rkey]
+            p.data = tuple(r.offset for r in read[rkey])
+
+
+def _lookups(
+    primary: str, restored: str, p: _Partition, committed: list[Committed]
 ) -> list[Lookup]:
+    head, end, records, twins = p.head, p.end, p.records, p.twins
     pkey = (head.primary_topic, head.partition)
-    rkey = head.key
-    end = cut_end(head)
-    low_now = primary_marks[0]
-    if end is None:  # nothing was ever mirrored: every group consumed all of it
-        end = max(c.offset for c in committed)
-    inside = sorted({c.offset for c in committed if low_now < c.offset < end})
-    records: list[Record] = []
-    for first, last in _clusters(inside):
-        span = (max(low_now, first - LOOK_BACK), min(end, last + LOOK_AHEAD))
-        records += reading.read_ranges(primary, {pkey: span})[pkey]
-    twins, window, data = _restored_twins(restored, rkey, head, records)
     past = {c.offset: _count(primary, pkey, end, c.offset) for c in committed if c.offset > end}
     first_in_backup: int | None = None
     needs_first = any(
@@ -129,8 +189,8 @@ def _partition_lookups(
                 previous_is_last=is_last,
                 next_restored=_next_twin(records, twins, c.offset),
                 checkpoint=c.checkpoint,
-                restored_window=window,
-                restored_data=data,
+                restored_window=p.window,
+                restored_data=p.data,
             )
         )
     return lookups
@@ -145,29 +205,6 @@ def _clusters(offsets: list[int]) -> list[tuple[int, int]]:
         else:
             out.append((offset, offset))
     return out
-
-
-def _restored_twins(
-    restored: str, rkey: Key, head: PartitionHead, records: list[Record]
-) -> tuple[dict[str, int], tuple[int, int] | None, tuple[int, ...]]:
-    """Content digest -> restored offset of its twin (the last copy: MM2 may re-send a run
-    after a restart, and a consumer placed after the last copy re-reads none of it); and
-    the restored window read, with the offsets of the data records in it."""
-    if not records:
-        return {}, None, ()
-    twins: dict[str, int] = {}
-    # The manifest's head window already says where its records are.
-    for h in head.head:
-        twins[h.digest] = h.offset
-    start = admin.offsets_for_times(restored, rkey, min(r.timestamp for r in records))
-    if start < 0:
-        return twins, None, ()
-    start = max(start, head.log_start_offset)
-    stop = min(head.end_offset, start + 2 * len(records) + RESTORED_SLACK)
-    read = reading.read_ranges(restored, {rkey: (start, stop)})[rkey]
-    for r in read:
-        twins[r.digest()] = r.offset
-    return twins, (start, stop), tuple(r.offset for r in read)
 
 
 def _previous(

@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 
 from kasten_bp.errors import UsageError
 from kasten_bp.kafka import clients
+from kasten_bp.kafka.retries import kafka_retry
 
 # Described, never created: DescribeGroups on an unknown group answers DEAD and makes nothing.
 PROBE_GROUP = "kasten-bp-access-probe"
@@ -203,10 +204,16 @@ def _topic_problems(
     return problems
 
 
+@kafka_retry
+def _describe_probe_group(client: AdminClient, timeout: float) -> None:
+    # Retried while temporary: on a fresh cluster the group coordinator is still loading
+    # (__consumer_offsets being created), which says nothing about permissions.
+    client.describe_consumer_groups([PROBE_GROUP], request_timeout=timeout)[PROBE_GROUP].result()
+
+
 def _group_problems(client: AdminClient, who: str, timeout: float) -> list[str]:
-    futures = client.describe_consumer_groups([PROBE_GROUP], request_timeout=timeout)
     try:
-        futures[PROBE_GROUP].result()
+        _describe_probe_group(client, timeout)
     except KafkaException as exc:
         err = exc.args[0]
         if err.name() == "GROUP_AUTHORIZATION_FAILED":
@@ -214,5 +221,5 @@ def _group_problems(client: AdminClient, who: str, timeout: float) -> list[str]:
                 f"{who} may not describe consumer groups (GROUP_AUTHORIZATION_FAILED): "
                 "grant DESCRIBE on groups"
             ]
-        return [f"describing consumer groups: {err.str()}"]
+        return [f"describing consumer groups: {err.name()}: {err.str()}"]
     return []

@@ -102,13 +102,26 @@ def offsets_for_times(
     bootstrap: str, partition: tuple[str, int], timestamp_ms: int, timeout: float = 10.0
 ) -> int:
     """Earliest offset whose timestamp is >= timestamp_ms (-1 when none)."""
+    return offsets_for_times_many(bootstrap, {partition: timestamp_ms}, timeout)[partition]
+
+
+@kafka_retry
+def offsets_for_times_many(
+    bootstrap: str, stamps: dict[tuple[str, int], int], timeout: float = 10.0
+) -> dict[tuple[str, int], int]:
+    """offsets_for_times for many partitions in one request: key -> offset (-1: none)."""
+    if not stamps:
+        return {}
     with clients.pooled_consumer(bootstrap) as consumer:
-        (tp,) = consumer.offsets_for_times(
-            [TopicPartition(partition[0], partition[1], timestamp_ms)], timeout=timeout
+        found = consumer.offsets_for_times(
+            [TopicPartition(t, p, ts) for (t, p), ts in stamps.items()], timeout=timeout
         )
+    out = {}
+    for tp in found:
         if tp.error is not None:
-            raise KastenBpError(f"offset lookup on {partition[0]}[{partition[1]}]: {tp.error}")
-        return int(tp.offset)
+            raise KastenBpError(f"offset lookup on {tp.topic}[{tp.partition}]: {tp.error}")
+        out[(str(tp.topic), tp.partition)] = int(tp.offset)
+    return out
 
 
 def create_acls(

@@ -97,6 +97,19 @@ def test_a_group_committed_mid_stream_under_load_resumes_exactly_one_partition_u
         marks = admin.watermarks(lab.primary, [(topic, 0), (topic, 1)])
         wanted = {key: high // 2 for key, (_, high) in marks.items()}
         commit_as_consumer(lab.primary, group, wanted)
+        # MM2 mirrors past the positions before the backup (else they are past its cut).
+        wait_for(
+            f"MM2 to mirror {topic} past the group's positions",
+            lambda: (
+                all(
+                    admin.watermarks(lab.mirror, [key])[key][1] > offset
+                    for key, offset in wanted.items()
+                )
+                if topic in admin.topics(lab.mirror)
+                else False
+            ),
+            120,
+        )
         backup = cli_json(lab, "backup", "--group", group)
     recorded = {g["group"]: g for g in backup["manifest"]["groups"]}
     assert {
