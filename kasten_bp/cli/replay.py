@@ -81,6 +81,18 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(
             300, "--timeout", help="seconds to wait for a restored cluster to start"
         ),
+        parallelism: int | None = typer.Option(
+            None, "--parallelism", help="partitions replayed at once (spec: parallelism)"
+        ),
+        max_producers: int | None = typer.Option(
+            None, "--max-producers", help="producers at once (spec: max_producers)"
+        ),
+        max_records_per_second: float | None = typer.Option(
+            None, "--max-records-per-second", help="rate limit, records/s (0: none)"
+        ),
+        max_bytes_per_second: float | None = typer.Option(
+            None, "--max-bytes-per-second", help="rate limit, key+value bytes/s (0: none)"
+        ),
         output: Output = OutputOption,
     ) -> None:
         """Replay records into a target cluster: topic mapping, offset ranges, a time
@@ -90,9 +102,15 @@ def register(app: typer.Typer) -> None:
 
         def body() -> dict[str, Any]:
             from kasten_bp.replay.service import Replays
-            from kasten_bp.replay.spec import load_spec, with_since
+            from kasten_bp.replay.spec import load_spec, with_flags, with_since
 
             # Judge the arguments and the spec before reaching any cluster.
+            flags = {
+                "parallelism": parallelism,
+                "max_producers": max_producers,
+                "max_records_per_second": max_records_per_second,
+                "max_bytes_per_second": max_bytes_per_second,
+            }
             the_spec = None
             if resume is not None:
                 if spec is not None or since is not None or dry_run:
@@ -106,6 +124,7 @@ def register(app: typer.Typer) -> None:
                 the_spec = load_spec(spec)
                 if since is not None:
                     the_spec = with_since(the_spec, since)
+                the_spec = with_flags(the_spec, **flags)
                 if dry_run:
                     the_spec = the_spec.model_copy(update={"dry_run": True})
             b = _backups(config)
@@ -123,7 +142,7 @@ def register(app: typer.Typer) -> None:
                     source = _source(b, known_backup, None, timeout)
             else:
                 source = _source(b, backup_id, source_bootstrap, timeout)
-            return replays.resume(resume, source, to)
+            return replays.resume(resume, source, to, flags)
 
         result = run_command(output, body)
         emit(result, output, render)

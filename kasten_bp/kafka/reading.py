@@ -28,17 +28,23 @@ def _bytes(data: str | bytes | None) -> bytes | None:
 
 
 def _to_record(msg: Message) -> Record:
+    # Once per record read: positional arguments, and the header loop only when there are
+    # headers (a replay and its proof spend most of their time here).
     _, ts = msg.timestamp()
-    raw_headers: list = list(msg.headers() or [])
-    headers = tuple((str(name), _bytes(value)) for name, value in raw_headers)
+    raw_headers = msg.headers()
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    if raw_headers:
+        pairs: list = list(raw_headers)  # a list of pairs: no deserializer is configured
+        headers = tuple((str(name), _bytes(value)) for name, value in pairs)
+    key, value = msg.key(), msg.value()
     return Record(
-        topic=str(msg.topic()),
-        partition=int(msg.partition() or 0),
-        offset=int(msg.offset() or 0),
-        timestamp=ts,
-        key=_bytes(msg.key()),
-        value=_bytes(msg.value()),
-        headers=headers,
+        str(msg.topic()),
+        msg.partition() or 0,
+        msg.offset() or 0,
+        ts,
+        key.encode() if isinstance(key, str) else key,
+        value.encode() if isinstance(value, str) else value,
+        headers,
     )
 
 

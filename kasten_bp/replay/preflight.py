@@ -6,10 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kasten_bp.errors import UsageError
-from kasten_bp.kafka import access, admin
+from kasten_bp.kafka import access, admin, writable
 from kasten_bp.kafka.configs import topic_configs
+from kasten_bp.records import Header, Record
+from kasten_bp.replay.copy import replayed_headers, selected
 from kasten_bp.replay.plan import PartitionPlan
-from kasten_bp.replay.source import SourceTopic
+from kasten_bp.replay.source import Source, SourceTopic
+from kasten_bp.replay.spec import ReplaySpec
 
 REACH_TIMEOUT = 10.0
 MAX_MESSAGE_BYTES = "max.message.bytes"
@@ -71,31 +74,126 @@ def target_problems(
     return problems
 
 
-def size_problems(
+def size_reads(
     plan: list[PartitionPlan],
     source_configs: dict[str, dict[str, str]],
     target_configs: dict[str, dict[str, str]],
-) -> list[str]:
-    """A target topic must accept records as large as its source topic does: reading the
-    largest record of a range would cost a pass over the data, so the topics' limits are
-    compared (`disable_preflight_checks` skips it when the records are known to be small)."""
-    problems = []
-    done: set[str] = set()
+) -> dict[str, int]:
+    """Target topics whose records must be measured, with their limit: those accepting
+    less than their source does (or whose source does not say). Where the target accepts
+    at least what the source accepts, every record fits without reading one."""
+    reads: dict[str, int] = {}
     for item in plan:
         name = item.target_topic
-        if name in done or item.skip_target_checks or name not in target_configs:
+        target_limit = target_configs.get(name, {}).get(MAX_MESSAGE_BYTES)
+        if item.skip_target_checks or target_limit is None:
             continue
-        done.add(name)
         source_limit = source_configs.get(item.source_topic, {}).get(MAX_MESSAGE_BYTES)
-        target_limit = target_configs[name].get(MAX_MESSAGE_BYTES)
-        if source_limit is None or target_limit is None:
+        if source_limit is None or int(target_limit) < int(source_limit):
+            reads[name] = int(target_limit)
+    return reads
+
+
+# A v2 record batch holding one record: the batch header, then the record's length,
+# attributes, timestamp and offset deltas, key and value lengths and header count as
+# varints (their largest sizes), then each header's name and value lengths.
+BATCH_OVERHEAD = 61
+RECORD_OVERHEAD = 36
+HEADER_OVERHEAD = 10
+
+
+def batch_bytes(record: Record, headers: tuple[Header, ...]) -> int:
+    """An upper bound of the bytes a batch of this one record takes, uncompressed."""
+    size = BATCH_OVERHEAD + RECORD_OVERHEAD + len(record.key or b"") + len(record.value or b"")
+    for name, value in headers:
+        size += HEADER_OVERHEAD + len(name.encode()) + len(value or b"")
+    return size
+
+
+@dataclass(frozen=True)
+class Largest:
+    size: int
+    source_topic: str
+    partition: int
+    offset: int
+
+
+def largest_records(
+    source: Source, plan: list[PartitionPlan], spec: ReplaySpec, topics: set[str]
+) -> dict[str, Largest]:
+    """Per target topic in `topics`, its largest selected record (one pass over them)."""
+    items = {p.key: p for p in plan if p.target_topic in topics and p.span > 0}
+    if not items:
+        return {}
+    largest: dict[str, Largest] = {}
+    ranges = {key: (p.start, p.end) for key, p in items.items()}
+    for record in source.stream(ranges):
+        item = items[(record.topic, record.partition)]
+        if not selected(item, spec, record):
             continue
-        if int(target_limit) < int(source_limit):
+        size = batch_bytes(record, replayed_headers(record, spec))
+        best = largest.get(item.target_topic)
+        if best is None or size > best.size:
+            largest[item.target_topic] = Largest(
+                size, record.topic, record.partition, record.offset
+            )
+    return largest
+
+
+def size_problems(reads: dict[str, int], largest: dict[str, Largest]) -> list[str]:
+    """A target topic must accept its largest record in range."""
+    problems = []
+    for name, limit in sorted(reads.items()):
+        big = largest.get(name)
+        if big is not None and big.size > limit:
             problems.append(
-                f"topic {name}: {MAX_MESSAGE_BYTES}: the target accepts batches up to "
-                f"{target_limit} bytes, the source {item.source_topic} up to {source_limit}"
+                f"topic {name}: {MAX_MESSAGE_BYTES}: the target accepts up to {limit} bytes, "
+                f"the largest record in range ({big.source_topic}[{big.partition}] at offset "
+                f"{big.offset}) needs {big.size}"
             )
     return problems
+
+
+# What a client needs to replay into an existing topic (KIP-430's names).
+WRITE = "WRITE"
+
+
+def write_problems(
+    plan: list[PartitionPlan], operations: dict[str, frozenset[str] | None], who: str
+) -> list[str]:
+    """Target topics this client may not write to (`operations`: the authorized operations
+    of each existing target topic; None when the broker does not say)."""
+    problems = []
+    for name in sorted({p.target_topic for p in plan if p.target_topic in operations}):
+        allowed = operations[name]
+        if allowed is None or WRITE in allowed:
+            continue
+        problems.append(
+            f"topic {name}: writable: {who} may not write to it: grant WRITE on topic {name}"
+        )
+    return problems
+
+
+def create_problems(refusals: dict[str, str], who: str) -> list[str]:
+    """Target topics the broker would refuse to create for this client (validate_only)."""
+    problems = []
+    for name, why in sorted(refusals.items()):
+        if why.startswith("TOPIC_AUTHORIZATION_FAILED"):
+            problems.append(
+                f"topic {name}: writable: {who} may not create it: grant CREATE on topic "
+                f"{name} (or the cluster)"
+            )
+        else:
+            problems.append(f"topic {name}: create: the target would refuse it: {why}")
+    return problems
+
+
+def who(bootstrap: str) -> str:
+    return f"user {writable.user_of(bootstrap) or '(anonymous)'}"
+
+
+def topic_operations(bootstrap: str, topics: list[str]) -> dict[str, frozenset[str] | None]:
+    return writable.topic_operations(bootstrap, topics, REACH_TIMEOUT)
 
 
 def timestamp_problems(
@@ -159,22 +257,36 @@ def target_configs(bootstrap: str, topics: list[str]) -> dict[str, dict[str, str
     return topic_configs(bootstrap, topics)
 
 
-def create_targets(
-    bootstrap: str,
+def new_topics(
     plan: list[PartitionPlan],
     sources: dict[str, SourceTopic],
     configs: dict[str, dict[str, str]],
-) -> list[str]:
-    """Create the missing target topics with their source's partition count and configs."""
-    have = set(admin.topics(bootstrap))
-    created = []
+    have: set[str],
+) -> dict[str, tuple[int, dict[str, str]]]:
+    """Target topics to create: name -> (the source's partition count, copied configs)."""
+    out: dict[str, tuple[int, dict[str, str]]] = {}
     for item in plan:
         name = item.target_topic
-        if name in have or name in created:
+        if name in have or name in out:
             continue
         source_configs = configs.get(item.source_topic, {})
         config = {k: source_configs[k] for k in COPIED_CONFIGS if k in source_configs}
-        partitions = len(sources[item.source_topic].partitions)
-        admin.create_topic(bootstrap, name, partitions, config=config)
-        created.append(name)
+        out[name] = (len(sources[item.source_topic].partitions), config)
+    return out
+
+
+def create_refusals(
+    bootstrap: str, topics: dict[str, tuple[int, dict[str, str]]]
+) -> dict[str, str]:
+    return writable.create_refusals(bootstrap, topics, REACH_TIMEOUT)
+
+
+def create_targets(bootstrap: str, topics: dict[str, tuple[int, dict[str, str]]]) -> list[str]:
+    """Create the missing target topics with their source's partition count and configs."""
+    have = set(admin.topics(bootstrap))
+    created = []
+    for name, (partitions, config) in topics.items():
+        if name not in have:
+            admin.create_topic(bootstrap, name, partitions, config=config)
+            created.append(name)
     return created

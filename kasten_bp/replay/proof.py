@@ -21,7 +21,11 @@ def _expected(source: Source, progress: PartitionProgress, spec: ReplaySpec) -> 
     plan = progress.plan()
     if plan.span == 0:
         return
-    for record in source.stream({plan.key: (plan.start, plan.end)}):
+    records = source.stream({plan.key: (plan.start, plan.end)})
+    if len(plan.ranges) == 1 and spec.from_ms is None and spec.until_ms is None:
+        yield from records  # the stream's bounds are the selection
+        return
+    for record in records:
         if selected(plan, spec, record):
             yield record
 

@@ -66,24 +66,28 @@ class PartitionProgress(BaseModel):
 
     def acked(self, source_offset: int, target_offset: int) -> None:
         """The target acknowledged a record (in order per partition: idempotent producer)."""
+        self.acked_run(source_offset, source_offset + 1, target_offset)
+
+    def acked_run(self, source_from: int, source_until: int, target_from: int) -> None:
+        """The target acknowledged source offsets [source_from, source_until) at target
+        offsets from target_from, one for one, in order."""
+        count = source_until - source_from
         if self.first_source_offset is None:
-            self.first_source_offset = source_offset
-        self.last_source_offset = source_offset
-        self.records += 1
-        self.next_target_offset = target_offset + 1
+            self.first_source_offset = source_from
+        self.last_source_offset = source_until - 1
+        self.records += count
+        self.next_target_offset = target_from + count
         last = self.offset_map[-1] if self.offset_map else None
         if (
             last is not None
-            and last.source_until == source_offset
-            and last.target_from + (last.source_until - last.source_from) == target_offset
+            and last.source_until == source_from
+            and last.target_from + (last.source_until - last.source_from) == target_from
         ):
-            last.source_until += 1
+            last.source_until = source_until
         else:
             self.offset_map.append(
                 OffsetRun(
-                    source_from=source_offset,
-                    source_until=source_offset + 1,
-                    target_from=target_offset,
+                    source_from=source_from, source_until=source_until, target_from=target_from
                 )
             )
 
@@ -118,6 +122,12 @@ class ReplayReport(BaseModel):
     # Source topics stamped by their broker (LogAppendTime): replayed as CreateTime.
     log_append_time: list[str] = Field(default_factory=list)
     partitions: list[PartitionProgress] = Field(default_factory=list)
+    # Producer instances this replay created (over every run of it), and most at once.
+    producers_created: int = 0
+    producers_peak: int = 0
+    # Seconds spent copying and proving (over every run of it).
+    copy_seconds: float = 0.0
+    proof_seconds: float = 0.0
 
     @property
     def proof(self) -> str | None:
@@ -135,6 +145,8 @@ class ReplayReport(BaseModel):
             "proof": self.proof,
             "created_topics": self.created_topics,
             "log_append_time": self.log_append_time,
+            "producers": {"created": self.producers_created, "peak": self.producers_peak},
+            "seconds": {"copy": round(self.copy_seconds, 3), "proof": round(self.proof_seconds, 3)},
             "partitions": [p.summary() for p in self.partitions],
         } | ({"error": self.error} if self.error else {})
 

@@ -6,6 +6,7 @@ Nothing is written to the target before every check has passed; a problem is a U
 
 from __future__ import annotations
 
+import time
 from itertools import zip_longest
 from typing import Any
 
@@ -29,7 +30,7 @@ from kasten_bp.replay.report import (
     new_replay_id,
 )
 from kasten_bp.replay.source import Source
-from kasten_bp.replay.spec import ReplaySpec
+from kasten_bp.replay.spec import ReplaySpec, with_flags
 from kasten_bp.waiting import announce, wait_for
 
 CREATE_TIMEOUT = 60.0
@@ -52,20 +53,36 @@ class Replays:
         have = preflight.describe_target(target, wanted)
         configs = source.topic_configs(sorted({p.source_topic for p in plan.partitions}))
         target_configs = preflight.target_configs(target, sorted(have))
+        missing = (
+            preflight.new_topics(plan.partitions, topics, configs, set(have))
+            if spec.create_topics
+            else {}
+        )
+        who = preflight.who(target)
         _refuse(
             preflight.target_problems(
                 plan.partitions, topics, have, spec.create_topics, allow_non_empty
             )
-            + preflight.size_problems(plan.partitions, configs, target_configs)
             + preflight.timestamp_problems(plan.partitions, target_configs)
+            + preflight.write_problems(
+                plan.partitions, preflight.topic_operations(target, sorted(have)), who
+            )
+            + preflight.create_problems(preflight.create_refusals(target, missing), who)
         )
         items = [self._window(source, spec, item) for item in plan.partitions]
+        _refuse(_size_problems(source, spec, items, configs, target_configs))
         if spec.dry_run:
             return _dry_run(items, have, source, target)
         created: list[str] = []
-        if spec.create_topics and wanted - set(have):
-            created = preflight.create_targets(target, items, topics, configs)
+        if missing:
+            created = preflight.create_targets(target, missing)
             have = _wait_created(target, wanted)
+            # Now that they exist, may we write to them? (Empty if not: nothing written.)
+            _refuse(
+                preflight.write_problems(
+                    items, preflight.topic_operations(target, sorted(created)), who
+                )
+            )
         report = ReplayReport(
             replay_id=new_replay_id(),
             backup_id=source.backup_id,
@@ -96,7 +113,15 @@ class Replays:
         report = self.store.load(replay_id)
         return report.backup_id, report.source_bootstrap
 
-    def resume(self, replay_id: str, source: Source, target: str) -> dict[str, Any]:
+    def resume(
+        self,
+        replay_id: str,
+        source: Source,
+        target: str,
+        flags: dict[str, float | int | None] | None = None,
+    ) -> dict[str, Any]:
+        """Continue a replay; `flags` (parallelism, producers, rate limits) may differ from
+        the first run's: they change how fast, not what is replayed."""
         report = self.store.load(replay_id)
         if report.backup_id != source.backup_id:
             theirs = f"backup {report.backup_id}" if report.backup_id else "no backup"
@@ -112,7 +137,8 @@ class Replays:
         if report.status in ("completed", "proof_failed"):
             return report.summary()
         preflight.reach_target(target)
-        spec = ReplaySpec.model_validate(report.spec)
+        spec = with_flags(ReplaySpec.model_validate(report.spec), **(flags or {}))
+        report.spec = spec.model_dump(mode="json")
         for progress in report.partitions:
             if not progress.done:
                 _reconcile_tail(source, target, spec, progress)
@@ -126,24 +152,60 @@ class Replays:
     ) -> dict[str, Any]:
         report.status = "running"
         self.store.save(report)
+        limits = _limits(target, report)
+        started = time.monotonic()
         with stop_on_signals() as stop:
             try:
-                finished = Copier(source, target, spec, report, self.store.save, stop).run()
+                copier = Copier(source, target, spec, report, self.store.save, stop, limits)
+                finished = copier.run()
             except KastenBpError as exc:
                 report.status, report.error = "failed", str(exc)
                 self.store.save(report)
                 raise
+            finally:
+                report.copy_seconds += time.monotonic() - started
         if not finished:
             report.status = "interrupted"
             self.store.save(report)
             return report.summary()
         announce(f"replay {report.replay_id}: proving {len(report.partitions)} partitions")
+        started = time.monotonic()
         for progress in report.partitions:
             progress.proof = prove_partition(source, target, progress, spec)
+        report.proof_seconds += time.monotonic() - started
         ok = all(p.proof == OK for p in report.partitions)
         report.status = "completed" if ok else "proof_failed"
         self.store.save(report)
         return report.summary()
+
+
+def _size_problems(
+    source: Source,
+    spec: ReplaySpec,
+    items: list[PartitionPlan],
+    configs: dict[str, dict[str, str]],
+    target_configs: dict[str, dict[str, str]],
+) -> list[str]:
+    """Targets accepting smaller records than their source: their largest record in range,
+    read once, must fit."""
+    reads = preflight.size_reads(items, configs, target_configs)
+    if not reads:
+        return []
+    announce(f"measuring the largest record in range for {', '.join(sorted(reads))}")
+    return preflight.size_problems(
+        reads, preflight.largest_records(source, items, spec, set(reads))
+    )
+
+
+def _limits(target: str, report: ReplayReport) -> dict[str, int | None]:
+    """Each target topic's max.message.bytes: what its producer's batches must fit."""
+    names = sorted({p.target_topic for p in report.partitions})
+    configs = preflight.target_configs(target, names)
+    out: dict[str, int | None] = {}
+    for name in names:
+        value = configs.get(name, {}).get(preflight.MAX_MESSAGE_BYTES)
+        out[name] = int(value) if value is not None else None
+    return out
 
 
 def _refuse(problems: list[str]) -> None:

@@ -9,6 +9,7 @@ issue) will be a third: it only has to list and stream.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -54,6 +55,23 @@ class Source(Protocol):
     def topic_configs(self, topics: list[str]) -> dict[str, dict[str, str]]: ...
 
 
+# A broker that has only just started (a restored cluster the replay started) may answer
+# metadata with "Required feature not supported" for a moment: asked again, not failed.
+JUST_STARTED = "_UNSUPPORTED_FEATURE"
+JUST_STARTED_SECONDS = 30.0
+
+
+def _topics(bootstrap: str) -> dict[str, int]:
+    deadline = time.monotonic() + JUST_STARTED_SECONDS
+    while True:
+        try:
+            return admin.topics(bootstrap)
+        except Exception as exc:  # noqa: BLE001 - the client's own exception type
+            if JUST_STARTED not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
 class KafkaSource:
     """A Kafka cluster; `bounds` (from a manifest) or else its current high watermarks."""
 
@@ -84,7 +102,7 @@ class KafkaSource:
         return self._topics
 
     def _describe(self) -> dict[str, SourceTopic]:
-        counts = admin.topics(self.bootstrap)
+        counts = _topics(self.bootstrap)
         if self.bounds is not None:
             keys = sorted(self.bounds)
             missing = [f"{t}[{p}]" for t, p in keys if p >= counts.get(t, 0)]

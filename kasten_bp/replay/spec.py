@@ -2,7 +2,8 @@
 
 Key names are a contract (issue 10): topics[].source/target/partitions/
 disable_preflight_checks, partitions[].number/from_offset/until_offset, from_datetime,
-until_datetime, original_offset_header, parallelism, create_topics, dry_run.
+until_datetime, original_offset_header, parallelism, max_producers, create_topics, dry_run,
+max_records_per_second, max_bytes_per_second.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ class ReplaySpec(_Strict):
     original_partition_header: str | None = Field(default=None, min_length=1)
     # Partitions read and written at once (one consumer assignment, one producer).
     parallelism: int = Field(4, ge=1, le=1024)
+    # Producer instances at once; target topics whose settings (max.message.bytes) agree
+    # share one.
+    max_producers: int = Field(4, ge=1, le=64)
     create_topics: bool = False
     dry_run: bool = False
     # Rate limits (0: none).
@@ -162,3 +166,17 @@ def load_spec(path: Path) -> ReplaySpec:
 def with_since(spec: ReplaySpec, since: str) -> ReplaySpec:
     """`--since ISO`: the window's start (overrides from_datetime)."""
     return parse_spec({**spec.model_dump(exclude_none=True), "from_datetime": since}, "--since")
+
+
+def with_flags(spec: ReplaySpec, **flags: float | int | None) -> ReplaySpec:
+    """Command-line flags over the spec's keys (None: not given); judged like the spec, a
+    bad value named by its flag."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    if not given:
+        return spec
+    try:
+        return ReplaySpec.model_validate({**spec.model_dump(), **given})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "a flag"
+        raise UsageError(f"{flag}: {first['msg']}") from None

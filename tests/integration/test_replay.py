@@ -25,6 +25,7 @@ from kasten_bp.waiting import wait_for
 
 from . import kafka_tools
 from .helpers import LabHandle, partition_records, wait_mirrored
+from .test_secured_lab import SecureLab, secure_lab  # noqa: F401 - a fixture used below
 
 pytestmark = pytest.mark.integration
 RECORDS = 300  # 100 per partition, one second apart in timestamps
@@ -249,7 +250,8 @@ def test_bad_inputs_exit_2_in_one_line_and_write_nothing(
     admin.create_topic(target, full, 3)
     producing.produce(target, [Record(full, 0, -1, 0, b"k", b"there already", ())])
     small = fresh("small")
-    admin.create_topic(target, small, 3, config={"max.message.bytes": "1000"})
+    # Below the backup's largest record (~120 bytes as a batch of one), above its smallest.
+    admin.create_topic(target, small, 3, config={"max.message.bytes": "110"})
     topic = backup.topic
     cases: list[tuple[dict[str, Any], list[str], str]] = [
         (
@@ -275,7 +277,8 @@ def test_bad_inputs_exit_2_in_one_line_and_write_nothing(
         (
             {"topics": [{"source": topic, "target": small}]},
             [],
-            f"topic {small}: max.message.bytes: the target accepts batches up to 1000 bytes",
+            f"topic {small}: max.message.bytes: the target accepts up to 110 bytes, the "
+            "largest record in range",
         ),
         (
             {
@@ -473,3 +476,180 @@ def test_only_committed_transactional_records_are_replayed(
     assert report is not None
     # Transaction markers occupy source offsets: the offset map breaks its runs there.
     assert all(len(p["offset_map"]) == 2 for p in report["partitions"])
+
+
+@dataclass(frozen=True)
+class Family:
+    prefix: str  # topics prefix-0 .. prefix-3 on the primary, 2 partitions each
+    records: int  # per topic
+
+
+@pytest.fixture(scope="module")
+def family(lab: LabHandle) -> Family:
+    """Four primary topics of ~100 KiB per partition (500-byte values): enough that a
+    producer batching as it likes would exceed a target's small max.message.bytes."""
+    prefix, per_topic = fresh("family"), 400
+    for t in range(4):
+        name = f"{prefix}-{t}"
+        admin.create_topic(lab.primary, name, 2)
+        producing.produce(
+            lab.primary,
+            [
+                Record(name, i % 2, -1, 0, f"k{i}".encode(), bytes([65 + t]) * 500, ())
+                for i in range(per_topic)
+            ],
+        )
+    return Family(prefix, per_topic)
+
+
+def test_max_producers_1_shares_one_producer_across_topics_of_the_same_settings(
+    lab: LabHandle, target: str, family: Family, tmp_path: Path
+) -> None:
+    copy = fresh("shared")
+    spec = write_spec(
+        tmp_path,
+        topics=[{"source": f"{family.prefix}-.*", "target": copy + r"-\g<0>"}],
+        create_topics=True,
+        parallelism=8,
+        original_offset_header=OFFSET_HEADER,
+    )
+    result = cli_json(
+        lab,
+        "replay",
+        "--source-bootstrap",
+        lab.primary,
+        "--to",
+        target,
+        "--spec",
+        str(spec),
+        "--max-producers",
+        "1",
+    )
+    assert result["status"] == "completed" and result["proof"] == "ok"
+    assert len(result["partitions"]) == 8
+    assert result["records"] == 4 * family.records
+    # Four created topics with the source's configs: one max.message.bytes, one producer.
+    assert result["producers"] == {"created": 1, "peak": 1}
+    report = open_catalog(lab.config.catalog).read_json(
+        f"replays/{result['replay_id']}/report.json"
+    )
+    assert report is not None and report["spec"]["max_producers"] == 1
+    for t in range(4):
+        for p in range(2):
+            expected = partition_records(lab.primary, f"{family.prefix}-{t}", p)
+            got = on_target(target, f"{copy}-{family.prefix}-{t}", p)
+            assert got == [replayed(r) for r in expected]
+
+
+def test_targets_of_different_limits_get_their_own_producers_one_at_a_time(
+    lab: LabHandle, target: str, family: Family, tmp_path: Path
+) -> None:
+    # Two targets accept 20 000-byte batches, two the broker's default: two settings.
+    copy = fresh("limits")
+    for t in range(4):
+        config = {"max.message.bytes": "20000"} if t % 2 else {}
+        admin.create_topic(target, f"{copy}-{t}", 2, config=config)
+    spec = write_spec(
+        tmp_path,
+        topics=[{"source": f"{family.prefix}-{t}", "target": f"{copy}-{t}"} for t in range(4)],
+        max_producers=1,
+    )
+    result = cli_json(
+        lab, "replay", "--source-bootstrap", lab.primary, "--to", target, "--spec", str(spec)
+    )
+    assert result["status"] == "completed" and result["proof"] == "ok"
+    assert result["producers"] == {"created": 2, "peak": 1}
+    for t in range(4):
+        for p in range(2):
+            expected = partition_records(lab.primary, f"{family.prefix}-{t}", p)
+            assert on_target(target, f"{copy}-{t}", p) == [r.content() for r in expected]
+
+
+def test_a_record_larger_than_the_target_accepts_is_refused_before_anything_is_written(
+    lab: LabHandle, target: str, tmp_path: Path
+) -> None:
+    source, small, roomy = fresh("big"), fresh("small"), fresh("roomy")
+    admin.create_topic(lab.primary, source, 1)
+    big = Record(source, 0, -1, 0, b"big", b"x" * 30_000, ())
+    producing.produce(
+        lab.primary,
+        [Record(source, 0, -1, 0, b"k", b"v", ()), big, Record(source, 0, -1, 0, b"k", b"w", ())],
+    )
+    admin.create_topic(target, small, 1, config={"max.message.bytes": "20000"})
+    admin.create_topic(target, roomy, 1, config={"max.message.bytes": "40000"})
+    before = everything_on(target)
+    spec = write_spec(tmp_path, topics=[{"source": source, "target": small}])
+    result = cli(
+        lab, "replay", "--source-bootstrap", lab.primary, "--to", target, "--spec", str(spec)
+    )
+    assert result.returncode == 2, result.stderr
+    (line,) = [ln for ln in result.stderr.splitlines() if not ln.startswith("… ")]
+    assert (
+        f"topic {small}: max.message.bytes: the target accepts up to 20000 bytes, the largest "
+        f"record in range ({source}[0] at offset 1) needs 30100"
+    ) in line
+    assert everything_on(target) == before
+    # Without the big record (offsets 0 and 2 only), the same target takes the rest; and a
+    # target accepting less than its source but more than the big record takes all three.
+    spec = write_spec(
+        tmp_path,
+        topics=[
+            {
+                "source": source,
+                "target": small,
+                "partitions": [
+                    {"number": 0, "until_offset": 1},
+                    {"number": 0, "from_offset": 2},
+                ],
+            }
+        ],
+    )
+    result = cli_json(
+        lab, "replay", "--source-bootstrap", lab.primary, "--to", target, "--spec", str(spec)
+    )
+    assert result["status"] == "completed" and result["records"] == 2
+    spec = write_spec(tmp_path, topics=[{"source": source, "target": roomy}])
+    result = cli_json(
+        lab, "replay", "--source-bootstrap", lab.primary, "--to", target, "--spec", str(spec)
+    )
+    assert result["status"] == "completed" and result["records"] == 3
+    expected = partition_records(lab.primary, source, 0)
+    assert on_target(target, roomy, 0) == [r.content() for r in expected]
+    assert expected[1].value == big.value
+
+
+def test_a_target_the_client_may_not_write_to_or_create_in_is_refused_before_writing(
+    secure_lab: SecureLab,  # noqa: F811 - the imported fixture
+    tmp_path: Path,
+) -> None:
+    """On the secured lab, user kasten-bp reads the primary but may not write or create
+    there: replaying into the primary as that user fails preflight, one line per topic."""
+    primary = secure_lab.primary
+    one, two = fresh("src"), fresh("src")
+    existing, missing = fresh("nowrite"), fresh("nocreate")
+    for name in (one, two, existing):
+        admin.create_topic(primary, name, 1)  # as admin
+    producing.produce(primary, [Record(t, 0, -1, 0, b"k", b"v", ()) for t in (one, two)])
+    spec = write_spec(
+        tmp_path,
+        topics=[{"source": one, "target": existing}, {"source": two, "target": missing}],
+        create_topics=True,
+    )
+    args = ["replay", "--source-bootstrap", primary, "--to", primary, "--spec", str(spec)]
+    result = subprocess.run(
+        [sys.executable, "-m", "kasten_bp.cli", *args, "--config", str(secure_lab.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("… ")]
+    assert lines == [
+        f"error: topic {existing}: writable: user kasten-bp may not write to it: grant WRITE "
+        f"on topic {existing}",
+        f"topic {missing}: writable: user kasten-bp may not create it: grant CREATE on topic "
+        f"{missing} (or the cluster)",
+    ], result.stderr
+    # Nothing written, nothing created (asked as admin).
+    assert admin.watermarks(primary, [(existing, 0)]) == {(existing, 0): (0, 0)}
+    assert missing not in admin.topics(primary)

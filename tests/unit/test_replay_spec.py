@@ -16,11 +16,19 @@ from kasten_bp.records import Record
 from kasten_bp.replay.copy import replayed_headers
 from kasten_bp.replay.plan import PartitionPlan, plan_replay
 from kasten_bp.replay.preflight import (
+    BATCH_OVERHEAD,
+    HEADER_OVERHEAD,
+    RECORD_OVERHEAD,
+    Largest,
     TargetTopic,
+    batch_bytes,
+    create_problems,
     log_append_time_sources,
     size_problems,
+    size_reads,
     target_problems,
     timestamp_problems,
+    write_problems,
 )
 from kasten_bp.replay.report import OffsetRun, PartitionProgress
 from kasten_bp.replay.source import SourcePartition, SourceTopic
@@ -299,13 +307,63 @@ def test_acknowledgements_build_the_offset_map_in_runs() -> None:
     assert progress.next_target_offset == 12
 
 
-def test_a_target_that_accepts_smaller_records_than_its_source_is_refused() -> None:
-    items = plan_of({"topics": [{"source": "orders"}, {"source": "payments"}]})
+def test_only_targets_accepting_less_than_their_source_need_their_records_measured() -> None:
+    items = plan_of(
+        {"topics": [{"source": "orders"}, {"source": "payments"}, {"source": "heartbeats"}]}
+    )
     source = {"orders": {"max.message.bytes": "1048588"}, "payments": {"max.message.bytes": "10"}}
-    target = {"orders": {"max.message.bytes": "1000"}, "payments": {"max.message.bytes": "10"}}
-    assert size_problems(items, source, target) == [
-        "topic orders: max.message.bytes: the target accepts batches up to 1000 bytes, "
-        "the source orders up to 1048588"
+    target = {
+        "orders": {"max.message.bytes": "1000"},  # less than its source: measured
+        "payments": {"max.message.bytes": "10"},  # as much: every record fits, no read
+        "heartbeats": {"max.message.bytes": "5000"},  # the source does not say: measured
+    }
+    assert size_reads(items, source, target) == {"orders": 1000, "heartbeats": 5000}
+    skipped = plan_of({"topics": [{"source": "orders", "disable_preflight_checks": True}]})
+    assert size_reads(skipped, source, target) == {}
+
+
+def test_a_record_larger_than_its_target_accepts_is_refused_naming_it() -> None:
+    reads = {"orders": 1000, "heartbeats": 5000}
+    largest = {
+        "orders": Largest(1001, "orders", 2, 17),
+        "heartbeats": Largest(5000, "heartbeats", 0, 3),  # exactly fits
+    }
+    assert size_problems(reads, largest) == [
+        "topic orders: max.message.bytes: the target accepts up to 1000 bytes, the largest "
+        "record in range (orders[2] at offset 17) needs 1001"
+    ]
+    assert size_problems(reads, {}) == []  # nothing selected: nothing too large
+
+
+def test_a_batch_of_one_record_counts_key_value_and_every_header() -> None:
+    record = Record("orders", 0, 5, 0, b"k" * 10, b"v" * 100, (("h", b"x" * 5),))
+    bare = batch_bytes(record, ())
+    assert bare == BATCH_OVERHEAD + RECORD_OVERHEAD + 110
+    assert batch_bytes(record, record.headers) == bare + HEADER_OVERHEAD + 6
+
+
+def test_writable_needs_write_on_each_existing_target_and_create_on_each_missing_one() -> None:
+    items = plan_of({"topics": [{"source": "orders"}, {"source": "payments"}, {"source": "audit"}]})
+    operations = {
+        "orders": frozenset({"READ", "DESCRIBE"}),
+        "payments": frozenset({"WRITE", "DESCRIBE"}),
+        "audit": None,  # a broker before KIP-430: it does not say, the producer will
+    }
+    assert write_problems(items, operations, "user qa") == [
+        "topic orders: writable: user qa may not write to it: grant WRITE on topic orders"
+    ]
+    assert write_problems(items, {"orders": frozenset()}, "user qa") == [
+        "topic orders: writable: user qa may not write to it: grant WRITE on topic orders"
+    ]
+    refusals = {
+        "new-a": "TOPIC_AUTHORIZATION_FAILED: Authorization failed.",
+        "new-b": "INVALID_REPLICATION_FACTOR: Replication factor: 3 larger than brokers: 1.",
+    }
+    assert create_problems(refusals, "user qa") == [
+        "topic new-a: writable: user qa may not create it: grant CREATE on topic new-a "
+        "(or the cluster)",
+        "topic new-b: create: the target would refuse it: INVALID_REPLICATION_FACTOR: "
+        "Replication factor: 3 larger than brokers: 1.",
     ]
 
 
