@@ -31,6 +31,7 @@ $(BIN)/.installed: pyproject.toml
 
 jars: $(BIN)/.installed
 	@$(BIN)/python -m kasten_bp.lab.jars >/dev/null && echo "Kafka jars ready"
+	@$(BIN)/python -m kasten_bp.lab.class_archive
 
 # Test servers built from the Go module proxy, cached under ~/.cache/kasten-bp.
 minio:

@@ -181,10 +181,27 @@ def pooled_consumer(bootstrap: str, isolation: str = "read_committed") -> Iterat
         _pool.setdefault(key, []).append(c)
 
 
+_CLOSE_AT_EXIT_SECONDS = 5.0
+
+
 @atexit.register
 def _close_pool() -> None:
+    """Close pooled consumers, but never hold up the exit: a consumer whose cluster has
+    stopped can block in close() for minutes waiting for its group coordinator. They
+    are closed on a daemon thread that the exit abandons after a few seconds; the
+    consumers it still holds are never deallocated (which would block the same way)
+    and the OS reclaims their sockets."""
     with _pool_lock:
-        for consumers in _pool.values():
-            for c in consumers:
-                c.close()
+        consumers = [c for free in _pool.values() for c in free]
         _pool.clear()
+    if not consumers:
+        return
+
+    def close_all() -> None:
+        while consumers:
+            consumers[-1].close()
+            consumers.pop()
+
+    closer = threading.Thread(target=close_all, name="kasten-bp-close-pool", daemon=True)
+    closer.start()
+    closer.join(_CLOSE_AT_EXIT_SECONDS)

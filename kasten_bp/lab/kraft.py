@@ -155,7 +155,8 @@ def format_storage(cluster: ClusterSpec, security: LabSecurity | None = None) ->
     for broker in cluster.brokers:
         if (Path(broker.log_dir) / "meta.properties").exists():
             continue
-        cmd = [java, *JVM_FLAGS, "-cp", jars.classpath(), "kafka.tools.StorageTool", "format"]
+        cmd = [java, *JVM_FLAGS, *jars.class_archive_flags("broker"), "-cp", jars.classpath()]
+        cmd += ["kafka.tools.StorageTool", "format"]
         cmd += ["-t", cluster.cluster_id, "-c", str(broker.config_path)]
         if security is not None:
             cmd += security.scram_format_args()
@@ -167,7 +168,10 @@ def format_storage(cluster: ClusterSpec, security: LabSecurity | None = None) ->
             )
 
 
-def start_broker(cluster: ClusterSpec, broker: BrokerSpec) -> processes.Supervised:
+def start_broker(
+    cluster: ClusterSpec, broker: BrokerSpec, archive_flags: list[str] | None = None
+) -> processes.Supervised:
+    """Start one broker; `archive_flags` replaces the class-archive flags (to dump one)."""
     if broker.handle.alive():
         return broker.handle
     java = jars.check_java()
@@ -176,6 +180,7 @@ def start_broker(cluster: ClusterSpec, broker: BrokerSpec) -> processes.Supervis
         f"-Xmx{BROKER_HEAP}",
         "-Xms64m",
         *JVM_FLAGS,
+        *(jars.class_archive_flags("broker") if archive_flags is None else archive_flags),
         f"-Dlog4j2.configurationFile={LOG4J2}",
         f"-Dkasten.log.file={broker.server_log}",
         "-cp",

@@ -169,7 +169,8 @@ def connector_config(
     return config
 
 
-def start_worker(spec: ConnectSpec) -> processes.Supervised:
+def start_worker(spec: ConnectSpec, archive_flags: list[str] | None = None) -> processes.Supervised:
+    """Start the Connect worker; `archive_flags` replaces the class-archive flags."""
     if spec.handle.alive():
         return spec.handle
     java = jars.check_java()
@@ -178,6 +179,7 @@ def start_worker(spec: ConnectSpec) -> processes.Supervised:
         f"-Xmx{CONNECT_HEAP}",
         "-Xms64m",
         *JVM_FLAGS,
+        *(jars.class_archive_flags("connect") if archive_flags is None else archive_flags),
         f"-Dlog4j2.configurationFile={LOG4J2}",
         f"-Dkasten.log.file={Path(spec.run_dir) / 'connect.log'}",
         "-cp",
