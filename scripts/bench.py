@@ -9,8 +9,10 @@ under a temporary directory and stops at the end.
 2. Whether the backup wrote anything to the primary: the sum of the primary's end offsets
    over every topic (internal ones included) before and after the backup, with no producer
    running. Must be 0.
-3. `verify --deep` records/s on the restored cluster against kcat reading the same
-   partitions of the same restored cluster.
+3. `verify --deep` against kcat (scripts/bench_deep.py): --deep-records (default 1,000,000)
+   records of ~1 KiB in 6 partitions, backed up and restored; both timed as whole processes
+   in alternation (median of --repeats, peak RSS from /usr/bin/time -v): records verified/s
+   against the records/s one kcat process reads from the same restored topic.
 4. Head-window verify (the default, not deep) at 1x and 10x the data: its cost should grow
    with partitions, not bytes, so the ratio should be near 1.
 5. Consumer groups (scripts/bench_groups.py): `groups plan` for 200 groups x 30 partitions
@@ -39,7 +41,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-import bench_groups  # scripts/ is on sys.path when this file runs as a script
+import bench_deep  # scripts/ is on sys.path when this file runs as a script
+import bench_groups
 from confluent_kafka import TopicPartition
 
 from kasten_bp.backup import Backups
@@ -105,26 +108,6 @@ def ensure_kcat() -> tuple[str | None, str]:
         last = (result.stderr or result.stdout).strip().splitlines()
         reason = last[-1] if last else f"exit {result.returncode}"
     return None, f"kcat could not be installed with apt-get: {reason}"
-
-
-def kcat_read(kcat: str, bootstrap: str, partitions: list[tuple[str, int]]) -> tuple[int, float]:
-    """Read every record of `partitions` with kcat; (records, seconds).
-
-    One line per record with its size fields (`%K %S`): librdkafka still fetches and
-    decodes every record, and the count is exact (values are random bytes, so printing
-    them with `%s` and counting newlines would miscount)."""
-    records = 0
-    start = time.perf_counter()
-    for topic, partition in partitions:
-        cmd = [kcat, "-C", "-b", bootstrap, "-t", topic, "-p", str(partition)]
-        cmd += ["-o", "beginning", "-e", "-q", "-f", "%p %o %K %S\n"]
-        result = subprocess.run(cmd, capture_output=True, timeout=600)
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"kcat on {topic}[{partition}] failed: {result.stderr.decode().strip()}"
-            )
-        records += result.stdout.count(b"\n")
-    return records, time.perf_counter() - start
 
 
 # --- cluster helpers ------------------------------------------------------------------
@@ -265,7 +248,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3)
 
 
-def run(workdir: Path, records: int, scale: int, repeats: int) -> dict[str, Any]:
+def run(workdir: Path, records: int, scale: int, repeats: int, deep_records: int) -> dict[str, Any]:
     results: dict[str, Any] = {"records": records, "scale": scale, "notes": []}
     notes: list[str] = results["notes"]
     kcat, kcat_note = ensure_kcat()
@@ -336,32 +319,6 @@ def run(workdir: Path, records: int, scale: int, repeats: int) -> dict[str, Any]
             "verdict": report1.verdict,
             "partitions": len(report1.partitions),
         }
-        log("verify --deep (1x)")
-        deep_report, deep_seconds = timed(
-            lambda: verify(config.primary.bootstrap, manifest1, restored1, deep=True)
-        )
-        deep_records = sum(p.records_compared for p in deep_report.partitions)
-        results["deep_verify"] = {
-            "records": deep_records,
-            "seconds": round(deep_seconds, 3),
-            "records_per_second": round(deep_records / deep_seconds, 1) if deep_seconds else None,
-            "verdict": deep_report.verdict,
-        }
-        partitions = [(p.topic, p.partition) for p in manifest1.partitions]
-        if kcat is not None:
-            log("kcat reading the same partitions")
-            kcat_records, kcat_seconds = kcat_read(kcat, restored1, partitions)
-            results["kcat"] = {
-                "records": kcat_records,
-                "seconds": round(kcat_seconds, 3),
-                "records_per_second": round(kcat_records / kcat_seconds, 1)
-                if kcat_seconds
-                else None,
-            }
-            if kcat_records != deep_records:
-                notes.append(
-                    f"kcat read {kcat_records} records, verify --deep compared {deep_records}"
-                )
         if isinstance(backups.platform, LocalPlatform):
             backups.platform.stop_restored(summary1["backup_id"])  # fewer JVMs for (4)
 
@@ -393,6 +350,27 @@ def run(workdir: Path, records: int, scale: int, repeats: int) -> dict[str, Any]
         if isinstance(backups.platform, LocalPlatform):
             backups.platform.stop_restored(summary2["backup_id"])
 
+        # (3) deep verify against kcat, on a backup of ~1 KiB records.
+        log(f"producing {deep_records:,} records of ~1 KiB to {bench_deep.TOPIC}")
+        bench_deep.load(config.primary.bootstrap, deep_records)
+        wait_mirrored(config, deep_records, timeout=1800, topic=bench_deep.TOPIC)
+        log("consistent backup (deep)")
+        summary3, manifest3, backup3_seconds = take_backup(backups)
+        results["backup_deep"] = {
+            "backup_id": summary3["backup_id"],
+            "seconds": round(backup3_seconds, 3),
+            "mm2_stopped_seconds": summary3["downtime_seconds"],
+            "mirror_unavailable_seconds": summary3["mirror_unavailable_seconds"],
+            "steps": {s["name"]: s["seconds"] for s in summary3["steps"]},
+        }
+        log(f"restoring {summary3['backup_id']}")
+        restored3 = restore(backups, manifest3)
+        results["deep_verify"] = bench_deep.run(
+            lab.config_path, summary3["backup_id"], restored3, kcat, deep_records, repeats, log
+        )
+        if isinstance(backups.platform, LocalPlatform):
+            backups.platform.stop_restored(summary3["backup_id"])
+
         # (5) consumer groups.
         results["groups"] = bench_groups.run(
             config,
@@ -415,10 +393,11 @@ def run(workdir: Path, records: int, scale: int, repeats: int) -> dict[str, Any]
             results["backup_1x"]["mirror_unavailable_seconds"],
             results["bare_stop_copy_start_seconds"],
         ),
-        "deep_verify_vs_kcat_records_per_second": ratio(
-            results["deep_verify"]["records_per_second"],
-            results.get("kcat", {}).get("records_per_second"),
+        "mm2_stopped_vs_bare": ratio(
+            results["backup_1x"]["mm2_stopped_seconds"],
+            results["bare_stop_copy_start_seconds"],
         ),
+        "deep_verify_vs_kcat_records_per_second": results["deep_verify"].get("ratio"),
         f"head_verify_{scale}x_vs_1x": ratio(head10, head1),
     }
     writes = results["primary_writes"]
@@ -430,7 +409,7 @@ def run(workdir: Path, records: int, scale: int, repeats: int) -> dict[str, Any]
             f"{writes['new_topics']} (librdkafka's coordinator lookup for the group.id of "
             "kasten-bp's read-only consumers auto-creates __consumer_offsets)"
         )
-    for name in ("head_verify_1x", f"head_verify_{scale}x", "deep_verify"):
+    for name in ("head_verify_1x", f"head_verify_{scale}x"):
         if results[name]["verdict"] != "consistent":
             notes.append(f"{name}: verdict {results[name]['verdict']}")
     return results
@@ -464,9 +443,15 @@ def render(r: dict[str, Any]) -> str:
             "-",
         ),
         (
-            "verify --deep (records/s)",
-            _f(r["deep_verify"]["records_per_second"], 0),
-            f"kcat {_f(r.get('kcat', {}).get('records_per_second'), 0)}",
+            "MM2 stopped, consistent backup (s)",
+            _f(b1["mm2_stopped_seconds"]),
+            f"bare stop+cp -a+start {_f(r['bare_stop_copy_start_seconds'])}",
+            _f(ratios["mm2_stopped_vs_bare"]),
+        ),
+        (
+            "verify --deep (records verified/s)",
+            _f(r["deep_verify"].get("verify", {}).get("records_per_second"), 0),
+            f"kcat read/s {_f(r['deep_verify'].get('kcat', {}).get('records_per_second'), 0)}",
             _f(ratios["deep_verify_vs_kcat_records_per_second"], 3),
         ),
         (
@@ -497,14 +482,14 @@ def render(r: dict[str, Any]) -> str:
         f"{len(pw['topics_checked'])} topics ({', '.join(pw['topics_checked'])}); "
         f"group {READER_GROUP} committed offsets: {pw['reader_group_committed_after']}"
     )
-    deep = r["deep_verify"]
+    lines.append(bench_deep.render(r["deep_verify"]))
+    bd = r["backup_deep"]
     lines.append(
-        f"verify --deep: {deep['records']:,} records in {_f(deep['seconds'])}s (verdict "
-        f"{deep['verdict']}); it reads the restored and the primary partition and digests both"
+        f"consistent backup with {r['deep_verify']['records']:,} more records: mirror "
+        f"unavailable {_f(bd['mirror_unavailable_seconds'])}s, MM2 stopped "
+        f"{_f(bd['mm2_stopped_seconds'])}s; steps: "
+        + ", ".join(f"{k} {_f(v, 1)}" for k, v in bd["steps"].items())
     )
-    if "kcat" in r:
-        k = r["kcat"]
-        lines.append(f"kcat: {k['records']:,} records in {_f(k['seconds'])}s")
     h1, h10 = r["head_verify_1x"], r[f"head_verify_{scale}x"]
     lines.append(
         f"head-window verify runs (s): 1x {h1['runs']} ({h1['verdict']}), "
@@ -542,8 +527,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--records", type=int, default=20_000, help="records at 1x")
     parser.add_argument("--scale", type=int, default=10, help="data multiple for (4)")
-    parser.add_argument("--repeats", type=int, default=3, help="head-window verify runs")
-    parser.add_argument("--timeout", type=int, default=2400, help="seconds for everything")
+    parser.add_argument("--repeats", type=int, default=3, help="measured runs of each verify")
+    parser.add_argument(
+        "--deep-records", type=int, default=1_000_000, help="~1 KiB records for (3)"
+    )
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds for everything")
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--verbose", action="store_true", help="show what each wait waits for")
@@ -556,7 +544,9 @@ def main() -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="kasten-bp-bench-"))
     try:
         with deadline(args.timeout):
-            results = run(workdir.resolve(), args.records, args.scale, args.repeats)
+            results = run(
+                workdir.resolve(), args.records, args.scale, args.repeats, args.deep_records
+            )
     except KeyboardInterrupt:
         log("interrupted")
         return 130

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
-from kasten_bp.consistency.core.classify import PrimarySide, RestoredSide, classify
-from kasten_bp.consistency.core.matching import (
-    aged_out_prefix,
-    skip_older,
-    superseded_in_window,
-    walk,
-)
+from kasten_bp.consistency.core.classify import PrimarySide, RestoredSide, classify, join_details
+from kasten_bp.consistency.core.deep_walk import deep_walk
+from kasten_bp.consistency.core.matching import aged_out_prefix, superseded_in_window
 from kasten_bp.consistency.core.report import (
     PartitionReport,
     Status,
@@ -21,7 +17,7 @@ from kasten_bp.consistency.core.report import (
 from kasten_bp.consistency.scope import is_internal
 from kasten_bp.consistency.translate import TranslationRequest, translate_many
 from kasten_bp.errors import KastenBpError
-from kasten_bp.kafka import admin, reading
+from kasten_bp.kafka import admin, batches, reading
 from kasten_bp.manifest import Manifest, PartitionHead
 from kasten_bp.records import Record
 
@@ -139,51 +135,55 @@ def _deep_compare(
     marks: tuple[int, int],
     report: PartitionReport,
 ) -> None:
-    """Stream every restored record and walk the primary alongside it."""
+    """Stream every restored record and walk the primary alongside it, a batch at a time
+    (both consumers prefetch concurrently in librdkafka's threads)."""
     low, high = marks
-    restored_iter = reading.stream_range(restored, head.topic, head.partition, low, high)
-    first = next(restored_iter, None)
-    if first is None:
+    restored_batches = batches.content_batches(restored, head.topic, head.partition, low, high)
+    primary_batches: Iterator[batches.Batch] = iter(())
+    try:
+        first = next(restored_batches, None)
+        if first is None:
+            return
+        pkey = (head.primary_topic, head.partition)
+        start = admin.offsets_for_times(primary, pkey, first.contents[0][0])
+        if start < 0:
+            report.status = Status.DIVERGENT
+            report.detail = "first restored record not on the primary"
+            return
+        oldest = _primary_oldest(primary, pkey, start)
+        end = (report.restored_head_primary_offset or start) + 1
+        primary_batches = batches.content_batches(
+            primary, head.primary_topic, head.partition, start, end
+        )
+        outcome = deep_walk(
+            itertools.chain([first], restored_batches), primary_batches, head.compacted, oldest
+        )
+    finally:
+        # An early verdict leaves both reads unfinished: give their consumers back now.
+        restored_batches.close()
+        if isinstance(primary_batches, Generator):
+            primary_batches.close()
+    if outcome.mismatch is not None:
+        report.status, report.detail = Status.DIVERGENT, outcome.mismatch
         return
-    pkey = (head.primary_topic, head.partition)
-    start = admin.offsets_for_times(primary, pkey, first.timestamp)
-    if start < 0:
-        report.status, report.detail = Status.DIVERGENT, "first restored record not on the primary"
-        return
-    restored_records: Iterator[Record] = itertools.chain([first], restored_iter)
-    aged = 0
-    oldest = _primary_oldest(primary, pkey, start)
-    if oldest is not None:
-        # The primary's retention has deleted records the backup still holds: the walk
-        # starts at the twin of the primary's oldest record; what precedes it is counted.
-        restored_records, aged = skip_older(restored_records, oldest)
-    end = (report.restored_head_primary_offset or start) + 1
-    primary_iter = reading.stream_range(primary, head.primary_topic, head.partition, start, end)
-    outcome = walk(restored_records, primary_iter, head.compacted)
-    if isinstance(outcome, str):
-        report.status, report.detail = Status.DIVERGENT, outcome
-    else:
-        report.records_compared = outcome
-        if aged:
-            report.detail = _join_detail(
-                report.detail,
-                f"{aged} restored record(s) older than the primary's oldest were not compared "
-                "(retention removed them there)",
-            )
+    report.records_compared = outcome.compared
+    if outcome.skipped_older:
+        report.detail = join_details(
+            report.detail,
+            f"{outcome.skipped_older} restored record(s) older than the primary's oldest were "
+            "not compared (retention removed them there)",
+        )
 
 
-def _primary_oldest(primary: str, pkey: tuple[str, int], start: int) -> Record | None:
+def _primary_oldest(primary: str, pkey: tuple[str, int], start: int) -> batches.Content | None:
     """The primary's oldest record when the walk would start at its log start after it
     has deleted some (log start > 0); None otherwise."""
     low = admin.watermarks(primary, [pkey])[pkey][0]
     if start != low or low == 0:
         return None
-    found = reading.read_ranges(primary, {pkey: (low, low + 1)}).get(pkey) or []
-    return found[0] if found else None
-
-
-def _join_detail(*parts: str) -> str:
-    return "; ".join(p for p in parts if p)
+    for batch in batches.content_batches(primary, pkey[0], pkey[1], low, low + 1):
+        return batch.contents[0]
+    return None
 
 
 def require_restored(bootstrap: str) -> None:

@@ -218,7 +218,8 @@ class Lab:
             f"every partition of cluster {cluster.name} ({len(cluster.brokers)} brokers) "
             "to have a leader and a full ISR"
         )
-        wait_for(what, ready, timeout)
+        # Polled tightly: while a backup waits here the mirror is unavailable.
+        wait_for(what, ready, timeout, interval=0.1, max_interval=0.2)
 
     def _create_acls(self, state: LabState, timeout: float) -> None:
         assert state.security is not None

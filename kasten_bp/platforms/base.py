@@ -62,6 +62,11 @@ class Platform(Protocol):
         self, backup_id: str, broker_ids: list[int], timeout: float
     ) -> list[SnapshotRef]: ...
 
+    def seal_snapshots(self, backup_id: str, refs: list[SnapshotRef]) -> list[SnapshotRef]:
+        """Add what proves a snapshot intact later (a checksum), work done after the
+        brokers serve again; refs unchanged where the storage vouches for itself."""
+        ...
+
     def delete_snapshots(self, backup_id: str) -> None:
         """Idempotent: deleting what does not exist is fine."""
         ...

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -122,22 +123,28 @@ class LocalPlatform:
     def snapshot_volumes(
         self, backup_id: str, broker_ids: list[int], timeout: float
     ) -> list[SnapshotRef]:
-        refs = []
-        for broker_id in broker_ids:
-            broker = self.mirror.broker(broker_id)
-            target = self.snapshot_dir(backup_id) / f"broker-{broker_id}"
-            copy_tree(Path(broker.log_dir), target)
-            size, checksum = tree_digest(target)
-            refs.append(
-                SnapshotRef(
-                    broker_id=broker_id,
-                    volume=broker.log_dir,
-                    location=str(target),
-                    size_bytes=size,
-                    checksum=checksum,
-                )
+        """Copy every broker's log dir at once (the brokers are down meanwhile); checksums
+        come later, from `seal_snapshots`, once the brokers serve again."""
+        brokers = [self.mirror.broker(i) for i in broker_ids]
+        targets = [self.snapshot_dir(backup_id) / f"broker-{b.id}" for b in brokers]
+        with ThreadPoolExecutor(max_workers=max(1, len(brokers))) as pool:
+            sources = [Path(b.log_dir) for b in brokers]
+            list(pool.map(copy_tree, sources, targets))
+        return [
+            SnapshotRef(
+                broker_id=b.id, volume=b.log_dir, location=str(target), size_bytes=tree_size(target)
             )
-        return refs
+            for b, target in zip(brokers, targets, strict=True)
+        ]
+
+    def seal_snapshots(self, backup_id: str, refs: list[SnapshotRef]) -> list[SnapshotRef]:
+        """A checksum of each snapshot copy, which restore checks before using it."""
+        return [
+            ref
+            if ref.checksum
+            else ref.model_copy(update={"checksum": tree_digest(Path(ref.location))[1]})
+            for ref in refs
+        ]
 
     def delete_snapshots(self, backup_id: str) -> None:
         shutil.rmtree(self.snapshot_dir(backup_id), ignore_errors=True)
@@ -154,12 +161,15 @@ class LocalPlatform:
                 "backup_id": manifest.backup_id,
                 "reused": True,
             }
+        unsealed = []
         for ref in manifest.snapshots:
             source = Path(ref.location)
             if not source.is_dir():
                 raise UsageError(f"snapshot of broker {ref.broker_id} is missing: {source}")
-            size, checksum = tree_digest(source)
-            if ref.checksum and checksum != ref.checksum:
+            if not ref.checksum:
+                unsealed.append(ref.broker_id)  # the backup's seal_snapshots check failed
+                continue
+            if tree_digest(source)[1] != ref.checksum:
                 raise UsageError(
                     f"snapshot of broker {ref.broker_id} at {source} does not match its checksum"
                 )
@@ -180,8 +190,11 @@ class LocalPlatform:
                     run_dir=planned.run_dir,
                 )
             )
-            shutil.rmtree(planned.log_dir, ignore_errors=True)
-            copy_tree(Path(ref.location), Path(planned.log_dir))
+        with ThreadPoolExecutor(max_workers=max(1, len(brokers))) as pool:
+            sources = [
+                Path(r.location) for r in sorted(manifest.snapshots, key=lambda r: r.broker_id)
+            ]
+            list(pool.map(copy_tree, sources, [Path(b.log_dir) for b in brokers]))
         cluster = ClusterSpec(name=name, cluster_id=manifest.mirror.cluster_id, brokers=brokers)
         state.restored[manifest.backup_id] = cluster
         self.lab.save_state(state)
@@ -190,11 +203,14 @@ class LocalPlatform:
         kraft.write_configs(cluster, state.security)
         kraft.start_cluster(cluster)
         self._wait_serving(cluster, timeout)
-        return {
+        info: dict[str, Any] = {
             "bootstrap": cluster.bootstrap,
             "backup_id": manifest.backup_id,
             "brokers": [{"id": b.id, "log_dir": b.log_dir} for b in cluster.brokers],
         }
+        if unsealed:
+            info["unchecked_snapshots"] = unsealed  # no checksum recorded to check against
+        return info
 
     def restored_bootstrap(self, backup_id: str) -> str | None:
         cluster = self._state().restored.get(backup_id)
@@ -216,6 +232,10 @@ def copy_tree(source: Path, target: Path) -> None:
     )
     if result.returncode != 0:
         raise KastenBpError(f"copying {source} to {target} failed: {result.stderr.strip()}")
+
+
+def tree_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
 def tree_digest(root: Path) -> tuple[int, str]:

@@ -7,6 +7,9 @@ from kasten_bp.connect import STOPPED, ConnectClient
 from kasten_bp.errors import KastenBpError, PermanentError
 from kasten_bp.waiting import wait_for
 
+# Poll interval bounds (seconds) for the waits MM2 downtime is made of.
+_TIGHT = (0.05, 0.2)
+
 
 class ConnectRestMirrorMaker:
     def __init__(self, connect: ConnectConfig) -> None:
@@ -32,7 +35,7 @@ class ConnectRestMirrorMaker:
                     status = client.status(name)
                     return status["connector"]["state"] == STOPPED and not status.get("tasks")
 
-                wait_for(f"connector {name} to be STOPPED", stopped, timeout)
+                wait_for(f"connector {name} to be STOPPED", stopped, timeout, *_TIGHT)
 
     def restore(self, states: dict[str, str], timeout: float) -> None:
         with self.client() as client:
@@ -48,7 +51,7 @@ class ConnectRestMirrorMaker:
                         return client.all_running(name)
                     return client.state(name) == state
 
-                wait_for(f"connector {name} to be {state}", reached, timeout)
+                wait_for(f"connector {name} to be {state}", reached, timeout, *_TIGHT)
 
     def source_offsets(self) -> dict[tuple[str, int], int]:
         out: dict[tuple[str, int], int] = {}

@@ -411,6 +411,9 @@ class StrimziPlatform(KubePlatform):
 
     # --- snapshots -----------------------------------------------------------------------
 
+    def seal_snapshots(self, backup_id: str, refs: list[SnapshotRef]) -> list[SnapshotRef]:
+        return refs  # a CSI snapshot is checked by its driver, not read back by us
+
     def snapshot_volumes(
         self, backup_id: str, broker_ids: list[int], timeout: float
     ) -> list[SnapshotRef]:

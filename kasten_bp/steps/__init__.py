@@ -9,6 +9,7 @@ from kasten_bp.steps.discover_topics import DiscoverTopics
 from kasten_bp.steps.models import RunInputs
 from kasten_bp.steps.pause_mirrormaker import PauseMirrorMaker, ResumeMirrorMaker
 from kasten_bp.steps.preflight import Preflight
+from kasten_bp.steps.seal_snapshots import SealSnapshots
 from kasten_bp.steps.snapshot_volumes import SnapshotVolumes
 from kasten_bp.steps.stop_brokers import StartBrokers, StopBrokers
 from kasten_bp.steps.wait_caught_up import WaitCaughtUp
@@ -30,7 +31,9 @@ TIMING_MARKS = {
 
 def backup_flow(mode: str) -> Flow:
     if mode == "hot":
-        return Flow(RunInputs, [Preflight(), CaptureHeads(), SnapshotVolumes()])
+        return Flow(
+            RunInputs, [Preflight(), CaptureHeads(), SnapshotVolumes()], checks=[SealSnapshots()]
+        )
     return Flow(
         RunInputs,
         steps=[
@@ -44,6 +47,6 @@ def backup_flow(mode: str) -> Flow:
             SnapshotVolumes(),
         ],
         # Run after the deferred actions (brokers started, MM2 resumed).
-        checks=[ConfirmReplication()],
+        checks=[SealSnapshots(), ConfirmReplication()],
         deferred=[ResumeMirrorMaker(), StartBrokers()],
     )

@@ -85,6 +85,10 @@ class Snapshots(Model):
     snapshot_bytes: int
 
 
+class Sealed(Model):
+    sealed_snapshots: int
+
+
 # --- capture_heads ------------------------------------------------------------
 class CaptureNeeds(Model):
     mode: str

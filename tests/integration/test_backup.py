@@ -85,6 +85,7 @@ def test_consistent_backup_under_writes_restores_and_verifies(
         "snapshot_volumes",
         "start_brokers",  # deferred, newest first
         "resume_mirrormaker",
+        "seal_snapshots",  # checks, once the mirror serves again
         "confirm_replication",
     ]
     assert [s["name"] for s in result["steps"] if s["deferred"]] == [

@@ -7,10 +7,8 @@ from kasten_bp.consistency.core.matching import (
     Gap,
     aged_out_prefix,
     align,
-    skip_older,
     superseded,
     superseded_in_window,
-    walk,
 )
 from kasten_bp.records import Record
 
@@ -143,23 +141,6 @@ def test_superseded() -> None:
     assert not superseded(rec(5, b"", b"old"), [rec(6, None, b"new")])
 
 
-def test_walk_skips_older_primary_records_then_requires_a_run() -> None:
-    older = [rec(1, b"old", b"o", 1)]
-    primary = older + same_content_at(WINDOW, [2, 3, 4, 5])
-    assert walk(iter(WINDOW), iter(primary), compacted=False) == 4
-    holed = older + same_content_at(WINDOW[:2], [2, 3]) + [rec(4, b"lost", b"?", 1)]
-    holed += same_content_at(WINDOW[2:], [5, 6])
-    outcome = walk(iter(WINDOW), iter(holed), compacted=False)
-    assert outcome == "restored offset 102 differs from primary offset 4"
-    # Compaction leaves holes: the same walk passes.
-    assert walk(iter(WINDOW), iter(holed), compacted=True) == 4
-
-
-def test_walk_names_a_restored_record_the_primary_lacks() -> None:
-    outcome = walk(iter(WINDOW), iter(same_content_at(WINDOW[:2], [0, 1])), compacted=True)
-    assert outcome == "restored offset 102 not found on the primary"
-
-
 def test_a_record_superseded_inside_the_window_is_not_lost() -> None:
     # user-1's old value is gone from the primary; its newer value is later in the same
     # window and on the primary. user-3 is gone with no newer value anywhere: lost.
@@ -183,13 +164,3 @@ def test_an_aged_out_prefix_is_the_window_head_before_the_primarys_first_record(
     # Nothing or everything matched: no prefix to speak of.
     assert aged_out_prefix(Alignment(True, (40, 41)), 40) == 0
     assert aged_out_prefix(Alignment(False, (None, None)), 40) == 0
-
-
-def test_skip_older_drops_the_restored_records_before_the_primarys_oldest() -> None:
-    restored = [rec(i, b"k", f"v{i}".encode(), ts=1000 + i) for i in range(6)]
-    rest, skipped = skip_older(iter(restored), restored[3])
-    assert skipped == 3 and [r.offset for r in rest] == [3, 4, 5]
-    # No twin anywhere: dropping stops at the first newer record, the walk reports the rest.
-    stranger = rec(40, b"k", b"not in the backup", ts=1002)
-    rest, skipped = skip_older(iter(restored), stranger)
-    assert skipped == 3 and [r.offset for r in rest] == [3, 4, 5]

@@ -54,7 +54,9 @@ def classify(
     report.heads_match_manifest = manifest_problem is None
     report.status = Status.DIVERGENT
     if primary is None:
-        report.detail = _join(manifest_problem, f"primary topic {head.primary_topic} not found")
+        report.detail = join_details(
+            manifest_problem, f"primary topic {head.primary_topic} not found"
+        )
         return report
     report.primary_end_offset = primary.end
     unmatched = primary.alignment.unmatched - primary.superseded - primary.aged_out_prefix
@@ -69,7 +71,7 @@ def classify(
         return report
     primary_problem = _primary_problem(head, restored, primary, unmatched)
     if manifest_problem or primary_problem:
-        report.detail = _join(manifest_problem, primary_problem)
+        report.detail = join_details(manifest_problem, primary_problem)
         return report
     last = primary.alignment.last
     report.restored_head_primary_offset = last
@@ -133,5 +135,6 @@ def _primary_problem(
     return f"head window is not consecutive on the primary: missing {gaps or 'records'}"
 
 
-def _join(*problems: str | None) -> str:
+def join_details(*problems: str | None) -> str:
+    """Details joined into one line, empty ones left out."""
     return "; ".join(p for p in problems if p)

@@ -3,8 +3,7 @@ transactions leave control-record gaps, compaction leaves holes). Pure functions
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kasten_bp.records import Record
@@ -113,35 +112,3 @@ def superseded_in_window(
         if superseded(record, later_in_window) or superseded(record, after):
             count += 1
     return count
-
-
-def skip_older(restored: Iterator[Record], oldest: Record) -> tuple[Iterator[Record], int]:
-    """Drop restored records up to the twin of the primary's `oldest` record, counting them;
-    only records no newer than it are dropped (a newer one means there is no such twin,
-    and the walk that follows reports the mismatch)."""
-    want = oldest.digest()
-    skipped = 0
-    for r in restored:
-        if r.digest() == want or r.timestamp > oldest.timestamp:
-            return itertools.chain([r], restored), skipped
-        skipped += 1
-    return iter(()), skipped
-
-
-def walk(restored: Iterator[Record], primary: Iterator[Record], compacted: bool) -> int | str:
-    """Restored records must appear in order on the primary, one after another unless the
-    topic is compacted; returns the count compared, or a description of the first mismatch.
-    Primary records older than the first restored one are skipped."""
-    compared = 0
-    for r in restored:
-        digest = r.digest()
-        while True:
-            p = next(primary, None)
-            if p is None:
-                return f"restored offset {r.offset} not found on the primary"
-            if p.digest() == digest:
-                compared += 1
-                break
-            if compared and not compacted:
-                return f"restored offset {r.offset} differs from primary offset {p.offset}"
-    return compared

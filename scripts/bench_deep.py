@@ -1,0 +1,168 @@
+"""`verify --deep` against kcat, measured fairly (a section of `make bench`).
+
+Both sides are whole processes timed by `/usr/bin/time -v` (wall, CPU, peak RSS), run in
+alternation after one warm-up each, median of `repeats` runs:
+- `kasten-bp verify BACKUP --deep -o json`: reads every record of the restored cluster and
+  of the primary and compares them; its rate is records verified per second.
+- one `kcat -C -b RESTORED -t TOPIC -o beginning -e` process reading every partition of the
+  same topic on the same restored cluster; its rate is records read per second.
+The topic holds `records` records of ~1 KiB in 6 partitions, backed up consistently and
+restored on the lab this section is given.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from kasten_bp.kafka import admin, producing
+from kasten_bp.records import Record
+
+TOPIC = "deep"
+PARTITIONS = 6
+VALUE_BYTES = 1000
+
+
+def records(count: int, seed: int = 11) -> Iterator[Record]:
+    """~1 KiB records: a key, random bytes (`randbytes`, fast enough for millions), and
+    headers on every third."""
+    rnd = random.Random(seed)
+    for i in range(count):
+        headers: tuple[tuple[str, bytes | None], ...] = ()
+        if i % 3 == 0:
+            headers = (("seq", str(i).encode()),)
+        yield Record(
+            TOPIC, -1, -1, 0, f"key-{i % 10_000}".encode(), rnd.randbytes(VALUE_BYTES), headers
+        )
+
+
+def load(bootstrap: str, count: int) -> None:
+    admin.create_topic(bootstrap, TOPIC, PARTITIONS)
+    producing.produce(bootstrap, records(count), {"linger.ms": 50, "batch.size": 1_000_000})
+
+
+def ensure_gnu_time() -> str | None:
+    """/usr/bin/time (GNU time, for -v's peak RSS), installed with apt-get as root."""
+    if Path("/usr/bin/time").exists():
+        return "/usr/bin/time"
+    if shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "time"], capture_output=True)
+    return "/usr/bin/time" if Path("/usr/bin/time").exists() else None
+
+
+_FIELDS = {
+    "wall": re.compile(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)"),
+    "user": re.compile(r"User time \(seconds\): (\S+)"),
+    "system": re.compile(r"System time \(seconds\): (\S+)"),
+    "rss_kib": re.compile(r"Maximum resident set size \(kbytes\): (\d+)"),
+}
+
+
+def _seconds(clock: str) -> float:
+    total = 0.0
+    for part in clock.split(":"):
+        total = total * 60 + float(part)
+    return total
+
+
+def timed_process(time_bin: str, argv: list[str]) -> dict[str, Any]:
+    """Run argv under `time -v`; its stdout (bytes), wall and CPU seconds, peak RSS."""
+    result = subprocess.run([time_bin, "-v", *argv], capture_output=True, timeout=3600)
+    err = result.stderr.decode(errors="replace")
+    found = {name: rx.search(err) for name, rx in _FIELDS.items()}
+    if not all(found.values()):
+        raise RuntimeError(f"{argv[0]} exited {result.returncode}: {err.strip()[-400:]}")
+    return {
+        "returncode": result.returncode,
+        "stdout": result.stdout,
+        "wall": _seconds(found["wall"].group(1)),  # type: ignore[union-attr]
+        "cpu": float(found["user"].group(1)) + float(found["system"].group(1)),  # type: ignore[union-attr]
+        "rss_mib": int(found["rss_kib"].group(1)) / 1024,  # type: ignore[union-attr]
+    }
+
+
+def run(
+    config_path: Path,
+    backup_id: str,
+    restored: str,
+    kcat: str | None,
+    expected: int,
+    repeats: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    time_bin = ensure_gnu_time()
+    if time_bin is None:
+        return {"skipped": "GNU time (/usr/bin/time) not found and could not be installed"}
+    verify_argv = [sys.executable, "-m", "kasten_bp.cli", "verify", backup_id, "--deep"]
+    verify_argv += ["--config", str(config_path), "--output", "json"]
+    kcat_argv = [kcat or "kcat", "-C", "-b", restored, "-t", TOPIC, "-o", "beginning", "-e", "-q"]
+    runs: dict[str, list[dict[str, Any]]] = {"verify": [], "kcat": []}
+    compared = 0
+    for i in range(repeats + 1):  # the first round warms both up and is not counted
+        log(f"deep verify vs kcat, round {i + 1} of {repeats + 1}")
+        v = timed_process(time_bin, verify_argv)
+        report = json.loads(v.pop("stdout"))
+        if v["returncode"] != 0 or report["verdict"] != "consistent":
+            raise RuntimeError(f"verify --deep: exit {v['returncode']}, {report['verdict']}")
+        # Every partition of the backup is verified (other topics too): all count.
+        compared = sum(p["records_compared"] for p in report["partitions"])
+        if kcat is None:
+            k = None
+        else:
+            k = timed_process(time_bin, [*kcat_argv])
+            k.pop("stdout")
+            if k["returncode"] != 0:
+                raise RuntimeError(f"kcat exited {k['returncode']}")
+        if i:
+            runs["verify"].append(v)
+            if k is not None:
+                runs["kcat"].append(k)
+    out: dict[str, Any] = {"records": expected, "compared": compared, "repeats": repeats}
+    counted = {"verify": compared, "kcat": expected}
+    for name, measured in runs.items():
+        if not measured:
+            continue
+        wall = statistics.median(r["wall"] for r in measured)
+        count = counted[name]
+        out[name] = {
+            "wall_seconds": round(wall, 3),
+            "cpu_seconds": round(statistics.median(r["cpu"] for r in measured), 3),
+            "peak_rss_mib": round(max(r["rss_mib"] for r in measured), 1),
+            "records_per_second": round(count / wall, 1) if wall else None,
+            "walls": [round(r["wall"], 3) for r in measured],
+        }
+    if "kcat" in out:
+        out["ratio"] = round(
+            out["verify"]["records_per_second"] / out["kcat"]["records_per_second"], 3
+        )
+    return out
+
+
+def render(r: dict[str, Any]) -> str:
+    if "skipped" in r:
+        return f"deep verify vs kcat: skipped ({r['skipped']})"
+    v = r["verify"]
+    lines = [
+        f"deep verify vs kcat ({r['records']:,} records of ~1 KiB in {PARTITIONS} partitions, "
+        f"whole processes, median of {r['repeats']}):",
+        f"  verify --deep: {v['records_per_second']:,.0f} records verified/s, "
+        f"{v['wall_seconds']}s wall, {v['cpu_seconds']}s CPU, peak {v['peak_rss_mib']} MiB "
+        f"(runs {v['walls']}; {r['compared']:,} records compared)",
+    ]
+    if "kcat" in r:
+        k = r["kcat"]
+        lines.append(
+            f"  kcat (one process): {k['records_per_second']:,.0f} records read/s, "
+            f"{k['wall_seconds']}s wall, {k['cpu_seconds']}s CPU, peak {k['peak_rss_mib']} MiB "
+            f"(runs {k['walls']})"
+        )
+        lines.append(f"  ratio verified/s to kcat read/s: {r['ratio']}")
+    return "\n".join(lines)
