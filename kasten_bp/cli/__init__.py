@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from kasten_bp.cli import backups, blueprint, groups, lab, replay, restore_verify
+from kasten_bp.cli import backups, blueprint, export, groups, lab, replay, report, restore_verify
 
 app = typer.Typer(
     help=(
@@ -21,6 +21,8 @@ app.add_typer(lab.app, name="lab")
 backups.register(app)
 restore_verify.register(app)
 replay.register(app)
+export.register(app)
+report.register(app)
 app.add_typer(blueprint.app, name="blueprint")
 app.add_typer(groups.app, name="groups")
 
