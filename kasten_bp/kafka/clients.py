@@ -138,8 +138,11 @@ def consumer(bootstrap: str, extra: dict[str, Any] | None = None) -> Consumer:
             "auto.offset.reset": "earliest",
             # Short broker-side waits: reads hop between partitions and must not idle.
             "fetch.wait.max.ms": 10,
-            "fetch.max.bytes": 52428800,
-            "max.partition.fetch.bytes": 10485760,
+            # Prefetch bounded to 16 MiB per consumer (librdkafka's default is 64 MiB):
+            # enough to keep reading busy, and a deep verify holding two stays small.
+            "queued.max.messages.kbytes": 16384,
+            "fetch.max.bytes": 16777216,
+            "max.partition.fetch.bytes": 8388608,
         },
     )
     conf.update(extra or {})
