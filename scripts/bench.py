@@ -180,6 +180,16 @@ def take_backup(backups: Backups) -> tuple[dict[str, Any], Manifest, float]:
     return summary, manifest_of(backups, summary["backup_id"]), seconds
 
 
+def backup_figures(summary: dict[str, Any], seconds: float) -> dict[str, Any]:
+    return {
+        "backup_id": summary["backup_id"],
+        "seconds": round(seconds, 3),
+        "mm2_stopped_seconds": summary["downtime_seconds"],
+        "mirror_unavailable_seconds": summary["mirror_unavailable_seconds"],
+        "steps": {s["name"]: s["seconds"] for s in summary["steps"]},
+    }
+
+
 def restore(backups: Backups, manifest: Manifest) -> str:
     info = backups.platform.restore(manifest, 300)
     return str(info["bootstrap"])
@@ -296,13 +306,7 @@ def run(workdir: Path, records: int, scale: int, repeats: int, deep_records: int
             notes.append(
                 f"group {READER_GROUP} has committed offsets on the primary: {groups_after}"
             )
-        results["backup_1x"] = {
-            "backup_id": summary1["backup_id"],
-            "seconds": round(backup_seconds, 3),
-            "mm2_stopped_seconds": summary1["downtime_seconds"],
-            "mirror_unavailable_seconds": summary1["mirror_unavailable_seconds"],
-            "steps": {s["name"]: s["seconds"] for s in summary1["steps"]},
-        }
+        results["backup_1x"] = backup_figures(summary1, backup_seconds)
 
         # (1b) the bare operations on the same brokers.
         log("bare stop + cp -a + start of the mirror brokers")
@@ -356,13 +360,7 @@ def run(workdir: Path, records: int, scale: int, repeats: int, deep_records: int
         wait_mirrored(config, deep_records, timeout=1800, topic=bench_deep.TOPIC)
         log("consistent backup (deep)")
         summary3, manifest3, backup3_seconds = take_backup(backups)
-        results["backup_deep"] = {
-            "backup_id": summary3["backup_id"],
-            "seconds": round(backup3_seconds, 3),
-            "mm2_stopped_seconds": summary3["downtime_seconds"],
-            "mirror_unavailable_seconds": summary3["mirror_unavailable_seconds"],
-            "steps": {s["name"]: s["seconds"] for s in summary3["steps"]},
-        }
+        results["backup_deep"] = backup_figures(summary3, backup3_seconds)
         log(f"restoring {summary3['backup_id']}")
         restored3 = restore(backups, manifest3)
         results["deep_verify"] = bench_deep.run(

@@ -29,7 +29,7 @@ def generate(spec: LoadSpec, start_ms: int | None = None) -> Iterator[Record]:
     for i in range(spec.records):
         key = None if i % 7 == 0 else f"key-{rnd.randrange(1000)}".encode()
         size = rnd.choice((0, 10, 100, 1000, 4000))
-        value: bytes | None = bytes(rnd.getrandbits(8) for _ in range(size))
+        value: bytes | None = rnd.randbytes(size)
         if i % 11 == 0:
             value = b""
         elif i % 13 == 0:
