@@ -88,7 +88,12 @@ def flow_failing_at(failing: str) -> Flow:
 
 def test_the_failure_lists_cover_the_whole_flow() -> None:
     assert BEFORE_SNAPSHOT[-1] == "snapshot_volumes"
-    assert set(AFTER_SNAPSHOT) == {"start_brokers", "resume_mirrormaker", "confirm_replication"}
+    assert set(AFTER_SNAPSHOT) == {
+        "start_brokers",
+        "resume_mirrormaker",
+        "seal_snapshots",
+        "confirm_replication",
+    }
 
 
 @pytest.mark.parametrize("failing", BEFORE_SNAPSHOT)
