@@ -1,4 +1,4 @@
-"""`replay`: a backup's records (or any cluster's) into any target cluster."""
+"""`replay`: a backup's records (or any cluster's, or an export's) into any target cluster."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _source(b: Any, backup_id: str | None, given: str | None, timeout: float) ->
 
     if backup_id is None:
         if not given:
-            raise UsageError("replay needs a BACKUP_ID or --source-bootstrap")
+            raise UsageError("replay needs a BACKUP_ID, --source-bootstrap or --from")
         return KafkaSource(given)
     manifest = _completed_manifest(b, backup_id)
     bootstrap = given
@@ -34,6 +34,17 @@ def _source(b: Any, backup_id: str | None, given: str | None, timeout: float) ->
     if bootstrap is None:
         bootstrap = restored_bootstrap(b, backup_id, None)
     return KafkaSource.for_backup(bootstrap, manifest)
+
+
+def _export_source(url: str) -> Any:
+    """`--from s3://bucket/prefix/EXPORT_ID`: a complete export (its index.json), else one
+    line naming the object, exit 2, before any cluster is reached."""
+    from kasten_bp.catalog.s3_objects import S3Objects
+    from kasten_bp.replay.export_source import ExportSource
+
+    if not url.startswith("s3://"):
+        raise UsageError(f"--from {url!r} is not an S3 URL (want s3://bucket/prefix/EXPORT_ID)")
+    return ExportSource.open(S3Objects(url))
 
 
 def render(d: dict[str, Any]) -> str:
@@ -78,6 +89,12 @@ def register(app: typer.Typer) -> None:
             help="read from this cluster (with BACKUP_ID: its "
             "restored cluster; alone: any cluster, up to its current end offsets)",
         ),
+        from_url: str | None = typer.Option(
+            None,
+            "--from",
+            help="read an export: s3://bucket/prefix/EXPORT_ID (not with BACKUP_ID or "
+            "--source-bootstrap)",
+        ),
         timeout: float = typer.Option(
             300, "--timeout", help="seconds to wait for a restored cluster to start"
         ),
@@ -95,10 +112,11 @@ def register(app: typer.Typer) -> None:
         ),
         output: Output = OutputOption,
     ) -> None:
-        """Replay records into a target cluster: topic mapping, offset ranges, a time
-        window, original-offset headers; preflight first, a content proof after.
-        Exit 0 proven, 1 proof failed, 2 bad input (nothing written), 130 interrupted
-        (continue with --resume)."""
+        """Replay records into a target cluster from a backup, any cluster or an export
+        (--from): topic mapping, offset ranges, a time window, original-offset headers;
+        preflight first, a content proof after. Exit 0 proven, 1 proof failed or an export
+        file not matching its index, 2 bad input (nothing written), 3 the copy failed,
+        130 interrupted (continue with --resume)."""
 
         def body() -> dict[str, Any]:
             from kasten_bp.replay.service import Replays
@@ -111,6 +129,11 @@ def register(app: typer.Typer) -> None:
                 "max_records_per_second": max_records_per_second,
                 "max_bytes_per_second": max_bytes_per_second,
             }
+            if from_url is not None and (backup_id is not None or source_bootstrap is not None):
+                raise UsageError(
+                    "--from reads an export: drop BACKUP_ID and --source-bootstrap (the export "
+                    "names its backup)"
+                )
             the_spec = None
             if resume is not None:
                 if spec is not None or since is not None or dry_run:
@@ -127,16 +150,22 @@ def register(app: typer.Typer) -> None:
                 the_spec = with_flags(the_spec, **flags)
                 if dry_run:
                     the_spec = the_spec.model_copy(update={"dry_run": True})
+            # The export's index is read (and judged) before the catalog or any cluster.
+            export = _export_source(from_url) if from_url is not None else None
             b = _backups(config)
             replays = Replays(b.catalog)
             if the_spec is not None:
-                source = _source(b, backup_id, source_bootstrap, timeout)
+                source = export or _source(b, backup_id, source_bootstrap, timeout)
                 return replays.run(source, to, the_spec, allow_non_empty)
             assert resume is not None
-            # Without BACKUP_ID or --source-bootstrap: where the replay read from.
-            known_backup, known_source = replays.origin(resume)
-            if backup_id is None and source_bootstrap is None:
-                if known_backup is None:
+            # Without BACKUP_ID, --source-bootstrap or --from: where the replay read from.
+            known_backup, known_source, known_url = replays.origin(resume)
+            if export is not None:
+                source = export
+            elif backup_id is None and source_bootstrap is None:
+                if known_url is not None:
+                    source = _export_source(known_url)
+                elif known_backup is None:
                     source = _source(b, None, known_source, timeout)
                 else:
                     source = _source(b, known_backup, None, timeout)

@@ -7,7 +7,6 @@ sha256 does not match its index is not read (it cannot be trusted).
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
@@ -15,23 +14,11 @@ from typing import IO, Any
 from kasten_bp.catalog.s3_objects import S3Objects
 from kasten_bp.errors import KastenBpError, UsageError
 from kasten_bp.export.formats import Format, get_format
-from kasten_bp.export.index import INDEX, PROGRESS, ExportIndex, FileEntry, PartitionEntry
+from kasten_bp.export.index import ExportIndex, FileEntry, PartitionEntry
+from kasten_bp.export.reading import fetch_verified, load_index
 from kasten_bp.export.service import ExportSource
 from kasten_bp.manifest import Manifest, PartitionHead
 from kasten_bp.records import Record
-
-
-def load_index(export: S3Objects) -> ExportIndex:
-    data = export.read_json(INDEX)
-    if data is None:
-        progress = export.read_json(PROGRESS)
-        if progress is not None:
-            raise UsageError(
-                f"export {export.url} is incomplete ({progress.get('status')}, no {INDEX}): "
-                f"finish it with `kasten-bp export ... --resume {progress.get('export_id')}`"
-            )
-        raise UsageError(f"no export at {export.url} (no {INDEX})")
-    return ExportIndex.model_validate(data)
 
 
 class Peek:
@@ -103,7 +90,7 @@ def _check_partition(
     for f in files:
         where = f"{export.url}/{f.key}"
         with tempfile.TemporaryFile() as local:
-            problem = _fetch(export, f, local)
+            problem = fetch_verified(export, f, local)
             if problem is None:
                 problem, n = compare_file(fmt, index.compression, f, local, cluster, digests)
                 compared += n
@@ -152,26 +139,6 @@ def against_manifest(
     elif head.head:
         return [f"{name}: the manifest holds records up to {head.head[-1].offset}, the export none"]
     return []
-
-
-def _fetch(export: S3Objects, f: FileEntry, local: IO[bytes]) -> str | None:
-    try:
-        export.download(f.key, local)
-    except KastenBpError as exc:
-        return f"cannot be read ({exc})"
-    local.seek(0)
-    h = hashlib.sha256()
-    size = 0
-    for chunk in iter(lambda: local.read(1 << 20), b""):
-        h.update(chunk)
-        size += len(chunk)
-    if h.hexdigest() != f.sha256 or size != f.size:
-        return (
-            f"sha256 {h.hexdigest()[:16]}… ({size} bytes) does not match the index's "
-            f"{f.sha256[:16]}… ({f.size} bytes)"
-        )
-    local.seek(0)
-    return None
 
 
 def compare_file(

@@ -33,6 +33,9 @@ class FileEntry(BaseModel):
     last_offset: int
     sha256: str
     size: int
+    # The file's latest record timestamp: a replay's time window skips files before it.
+    # (Absent from indexes written before it was recorded.)
+    max_timestamp: int | None = None
 
 
 class PartitionEntry(BaseModel):
@@ -71,6 +74,9 @@ class ExportIndex(BaseModel):
     source: str = ""
     # The manifest heads the export was cut at, per partition.
     heads: list[dict[str, Any]] = Field(default_factory=list)
+    # The source topics' configs as the restored cluster described them: what a replay
+    # creating its targets copies. (Absent from indexes written before they were kept.)
+    topic_configs: dict[str, dict[str, str]] = Field(default_factory=dict)
     partitions: list[PartitionEntry] = Field(default_factory=list)
     files: list[FileEntry] = Field(default_factory=list)
 

@@ -162,7 +162,8 @@ class Exports:
     def _copy(self, source: ExportSource, out: S3Objects, index: ExportIndex) -> dict[str, Any]:
         fmt = get_format(index.format, index.compression)
         topics = sorted({p.topic for p in index.partitions})
-        types = {t: timestamp_type(c) for t, c in source.topic_configs(topics).items()}
+        index.topic_configs = source.topic_configs(topics)
+        types = {t: timestamp_type(c) for t, c in index.topic_configs.items()}
         index.status = "running"
         uploader = _Uploader(out, index)
         try:
@@ -234,11 +235,13 @@ class _OpenFile:
         self.first = first.offset
         self.last = first.offset
         self.records = 0
+        self.max_timestamp = first.timestamp
 
     def write(self, envelope: Envelope) -> None:
         self.writer.write(envelope)
         self.last = envelope.record.offset
         self.records += 1
+        self.max_timestamp = max(self.max_timestamp, envelope.record.timestamp)
 
     def finish(self, fmt: Format, compression: str) -> tuple[FileEntry, HashingSink]:
         self.writer.close()
@@ -252,6 +255,7 @@ class _OpenFile:
             last_offset=self.last,
             sha256=self.sink.sha256,
             size=self.sink.size,
+            max_timestamp=self.max_timestamp,
         )
         return entry, self.sink
 

@@ -111,6 +111,8 @@ class ReplayReport(BaseModel):
     backup_id: str | None
     source: str  # a description: backup and cluster, or cluster
     source_bootstrap: str
+    # The export it reads (`replay --from`), None for a cluster: where --resume reads.
+    source_url: str | None = None
     target_bootstrap: str
     spec: dict[str, Any]
     # running | interrupted | completed | proof_failed | failed

@@ -58,6 +58,7 @@ class Replays:
             if spec.create_topics
             else {}
         )
+        _say_default_configs(missing, source)
         who = preflight.who(target)
         _refuse(
             preflight.target_problems(
@@ -88,6 +89,7 @@ class Replays:
             backup_id=source.backup_id,
             source=source.description,
             source_bootstrap=getattr(source, "bootstrap", ""),
+            source_url=getattr(source, "url", None),
             target_bootstrap=target,
             spec=spec.model_dump(mode="json"),
             created_topics=created,
@@ -108,10 +110,11 @@ class Replays:
 
     # --- resume ------------------------------------------------------------------------
 
-    def origin(self, replay_id: str) -> tuple[str | None, str]:
-        """The backup a replay reads (None: a bare cluster) and the cluster it read from."""
+    def origin(self, replay_id: str) -> tuple[str | None, str, str | None]:
+        """The backup a replay reads (None: a bare cluster), the cluster it read from and
+        the export it read from (None: a cluster)."""
         report = self.store.load(replay_id)
-        return report.backup_id, report.source_bootstrap
+        return report.backup_id, report.source_bootstrap, report.source_url
 
     def resume(
         self,
@@ -137,6 +140,7 @@ class Replays:
         if report.status in ("completed", "proof_failed"):
             return report.summary()
         preflight.reach_target(target)
+        _refuse(_lacking(report, source))
         spec = with_flags(ReplaySpec.model_validate(report.spec), **(flags or {}))
         report.spec = spec.model_dump(mode="json")
         for progress in report.partitions:
@@ -159,8 +163,7 @@ class Replays:
                 copier = Copier(source, target, spec, report, self.store.save, stop, limits)
                 finished = copier.run()
             except KastenBpError as exc:
-                report.status, report.error = "failed", str(exc)
-                self.store.save(report)
+                self._failed(report, exc)
                 raise
             finally:
                 report.copy_seconds += time.monotonic() - started
@@ -170,13 +173,39 @@ class Replays:
             return report.summary()
         announce(f"replay {report.replay_id}: proving {len(report.partitions)} partitions")
         started = time.monotonic()
-        for progress in report.partitions:
-            progress.proof = prove_partition(source, target, progress, spec)
-        report.proof_seconds += time.monotonic() - started
+        try:
+            for progress in report.partitions:
+                progress.proof = prove_partition(source, target, progress, spec)
+        except KastenBpError as exc:
+            # The source failed under the proof (an export file changed since the copy).
+            self._failed(report, exc)
+            raise
+        finally:
+            report.proof_seconds += time.monotonic() - started
         ok = all(p.proof == OK for p in report.partitions)
         report.status = "completed" if ok else "proof_failed"
         self.store.save(report)
         return report.summary()
+
+    def _failed(self, report: ReplayReport, exc: KastenBpError) -> None:
+        """The report says why, never "running": `--resume` continues from it."""
+        report.status, report.error = "failed", str(exc)
+        self.store.save(report)
+
+
+def _lacking(report: ReplayReport, source: Source) -> list[str]:
+    """Partitions left to replay that this source does not have (an export of other
+    topics, say): refused before the resume writes anything."""
+    topics = source.topics()
+    problems = []
+    for p in report.partitions:
+        have = topics.get(p.source_topic)
+        if not p.done and (have is None or p.partition not in {x.number for x in have.partitions}):
+            problems.append(
+                f"topic {p.source_topic}: resume: {source.description} has no partition "
+                f"{p.partition}"
+            )
+    return problems
 
 
 def _size_problems(
@@ -195,6 +224,17 @@ def _size_problems(
     return preflight.size_problems(
         reads, preflight.largest_records(source, items, spec, set(reads))
     )
+
+
+def _say_default_configs(missing: dict[str, tuple[int, dict[str, str]]], source: Source) -> None:
+    """A created topic whose source names no configs (an export indexed before configs
+    were kept) gets the target's defaults: said, not hidden."""
+    bare = sorted(name for name, (_, config) in missing.items() if not config)
+    if bare:
+        announce(
+            f"topics {', '.join(bare)}: created with the target's default configs "
+            f"({source.description} holds none of their source topics')"
+        )
 
 
 def _limits(target: str, report: ReplayReport) -> dict[str, int | None]:
@@ -240,25 +280,26 @@ def _dry_run(
     source: Source,
     target: str,
 ) -> dict[str, Any]:
+    counts = [source.estimate(p.key, p.ranges) for p in items]
     return {
         "replay_id": None,
         "status": "dry_run",
         "backup_id": source.backup_id,
         "source": source.description,
         "target": target,
-        "records": sum(p.span for p in items),
+        "records": sum(counts),
         "partitions": [
             {
                 "source_topic": p.source_topic,
                 "target_topic": p.target_topic,
                 "partition": p.partition,
-                "records": p.span,  # an estimate: offsets in range
+                "records": count,  # an estimate (the source says how good)
                 "first_source_offset": p.start if p.span else None,
                 "last_source_offset": p.end - 1 if p.span else None,
                 "source_ranges": [list(r) for r in p.ranges],
                 "target": "exists" if p.target_topic in have else "created",
             }
-            for p in items
+            for p, count in zip(items, counts, strict=True)
         ],
     }
 

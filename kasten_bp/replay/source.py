@@ -3,8 +3,8 @@
 A source lists its topics with each partition's readable range (the bound of the replay)
 and streams records of many partitions at once. Two sources exist: a Kafka cluster bounded
 by a backup's manifest (the restored cluster: exactly the consistent cut) and any Kafka
-cluster bounded by its high watermarks at planning time. An object-storage export (its own
-issue) will be a third: it only has to list and stream.
+cluster bounded by its high watermarks at planning time. An object-storage export is the third
+(export_source.py): it lists from its index and streams its files.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ class Source(Protocol):
 
     def first_offset_at(self, key: Key, timestamp_ms: int) -> int | None:
         """Earliest offset whose timestamp is >= timestamp_ms (None: unknown or none)."""
+        ...
+
+    def estimate(self, key: Key, ranges: tuple[tuple[int, int], ...]) -> int:
+        """Records a dry run announces for these offset ranges (an upper bound)."""
         ...
 
     def topic_configs(self, topics: list[str]) -> dict[str, dict[str, str]]: ...
@@ -140,6 +144,10 @@ class KafkaSource:
     def first_offset_at(self, key: Key, timestamp_ms: int) -> int | None:
         offset = admin.offsets_for_times(self.bootstrap, key, timestamp_ms)
         return offset if offset >= 0 else None
+
+    def estimate(self, key: Key, ranges: tuple[tuple[int, int], ...]) -> int:
+        # Offsets in range: control records and compaction holes make the count less.
+        return sum(end - start for start, end in ranges)
 
     def topic_configs(self, topics: list[str]) -> dict[str, dict[str, str]]:
         return topic_configs(self.bootstrap, topics)

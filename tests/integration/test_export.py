@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kasten_bp.backup import Backups
+from kasten_bp.catalog.base import open_catalog
 from kasten_bp.catalog.s3_objects import S3Objects
 from kasten_bp.cli.restore_verify import _completed_manifest
 from kasten_bp.export.service import Exports
@@ -33,6 +34,7 @@ from kasten_bp.replay.source import KafkaSource
 
 from .helpers import LabHandle, partition_records, wait_mirrored
 from .s3_fixture import MinioServer
+from .test_replay import target  # noqa: F401 - the lab's target cluster, a fixture used below
 
 pytestmark = pytest.mark.integration
 RECORDS = 300
@@ -328,3 +330,120 @@ def test_signed_report_names_the_export_and_catches_a_changed_file(
     assert bad.returncode == 1
     (line,) = bad.stderr.strip().splitlines()
     assert f"s3://{bucket}/{victim}: sha256" in line
+
+
+# --- replay --from: the export as a replay source ---------------------------------------
+
+OFFSET_HEADER = "x-source-offset"
+
+
+def replay_spec(tmp_path: Path, topic: str, into: str, partition: dict[str, int]) -> Path:
+    path = tmp_path / f"spec-{uuid.uuid4().hex[:6]}.yaml"
+    spec = {
+        "topics": [{"source": topic, "target": into, "partitions": [partition]}],
+        "create_topics": True,
+        "original_offset_header": OFFSET_HEADER,
+    }
+    path.write_text(json.dumps(spec))  # JSON is YAML
+    return path
+
+
+def replayed(records: list[Record]) -> list[tuple]:
+    """What the target must hold: each record's content plus its source offset header."""
+    return [
+        (r.key, r.value, (*r.headers, (OFFSET_HEADER, str(r.offset).encode())), r.timestamp)
+        for r in records
+    ]
+
+
+def export_for_replay(
+    lab: LabHandle, backup: Backup, bucket: str, prefix: str, *args: str
+) -> tuple[Any, str]:
+    """An export in files of ~2 KiB (several per partition), and its URL."""
+    exported = export(lab, backup, f"s3://{bucket}/{prefix}", "--roll-size", "2k", *args)
+    return exported, f"s3://{bucket}/{prefix}/{exported['export_id']}"
+
+
+def on_target(bootstrap: str, topic: str, partition: int) -> list[tuple]:
+    return [r.content() for r in partition_records(bootstrap, topic, partition)]
+
+
+def test_replay_from_an_export_an_offset_range_with_original_offsets(
+    lab: LabHandle,
+    backup: Backup,
+    bucket: str,
+    target: str,  # noqa: F811 - the imported fixture
+    tmp_path: Path,
+) -> None:
+    _, url = export_for_replay(lab, backup, bucket, "replay", "--format", "parquet")
+    into = f"from-export-{uuid.uuid4().hex[:8]}"
+    spec = replay_spec(
+        tmp_path, backup.topic, into, {"number": 1, "from_offset": 20, "until_offset": 70}
+    )
+    missing = cli(lab, "replay", "--from", f"{url}-x", "--to", target, "--spec", str(spec))
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == f"error: no export at {url}-x (no index.json)"
+    plan = cli_json(lab, "replay", "--from", url, "--to", target, "--spec", str(spec), "--dry-run")
+    assert plan["status"] == "dry_run" and plan["backup_id"] == backup.id
+    assert [(p["partition"], p["records"]) for p in plan["partitions"]] == [(1, 50)]
+    assert into not in admin.topics(target)
+    result = cli_json(lab, "replay", "--from", url, "--to", target, "--spec", str(spec))
+    assert result["status"] == "completed" and result["proof"] == "ok"
+    (row,) = result["partitions"]
+    assert {k: row[k] for k in ("source_topic", "target_topic", "partition", "records")} == {
+        "source_topic": backup.topic,
+        "target_topic": into,
+        "partition": 1,
+        "records": 50,
+    }
+    assert (row["first_source_offset"], row["last_source_offset"]) == (20, 69)
+    # Key, value, headers (null values kept), timestamp and partition, as the backup holds them.
+    expected = [
+        r for r in partition_records(backup.restored, backup.topic, 1) if 20 <= r.offset < 70
+    ]
+    assert on_target(target, into, 1) == replayed(expected)
+    assert on_target(target, into, 0) == [] and on_target(target, into, 2) == []
+    assert admin.topics(target)[into] == 3  # created with the partition count of the index
+    report = open_catalog(lab.config.catalog).read_json(
+        f"replays/{result['replay_id']}/report.json"
+    )
+    assert report is not None and report["source_url"] == url
+
+
+def test_replay_from_a_changed_export_file_fails_naming_it_and_resumes_once_repaired(
+    lab: LabHandle,
+    backup: Backup,
+    bucket: str,
+    s3: Any,
+    target: str,  # noqa: F811 - the imported fixture
+    tmp_path: Path,
+) -> None:
+    exported, url = export_for_replay(lab, backup, bucket, "replay-flip", "--compression", "none")
+    first, second, *_ = [f for f in exported["files"] if f["partition"] == 1]
+    key = f"replay-flip/{exported['export_id']}/{second['key']}"
+    original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    body = bytearray(original)
+    body[len(body) // 2] ^= 0x01
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+    into = f"from-export-{uuid.uuid4().hex[:8]}"
+    spec = replay_spec(tmp_path, backup.topic, into, {"number": 1})
+    catalog = open_catalog(lab.config.catalog)
+    before = set(catalog.list_keys("replays/"))
+    failed = cli(lab, "replay", "--from", url, "--to", target, "--spec", str(spec))
+    assert failed.returncode == 1, failed.stderr[-2000:]
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: s3://{bucket}/{key}: sha256 "), last
+    # What was written before the failure: the created topic and the records of the files
+    # read before the changed one (here the partition's first file), none of the changed one.
+    source = partition_records(backup.restored, backup.topic, 1)
+    done = [r for r in source if r.offset <= first["last_offset"]]
+    assert on_target(target, into, 1) == replayed(done)
+    (report_key,) = set(catalog.list_keys("replays/")) - before
+    report = catalog.read_json(report_key)
+    assert report is not None and report["status"] == "failed"
+    assert report["partitions"][0]["last_source_offset"] == first["last_offset"]
+    # Repaired, the replay continues from its report (and its export) with no duplicate.
+    s3.put_object(Bucket=bucket, Key=key, Body=original)
+    resumed = cli_json(lab, "replay", "--resume", report["replay_id"], "--to", target)
+    assert resumed["status"] == "completed" and resumed["proof"] == "ok"
+    assert on_target(target, into, 1) == replayed(source)
