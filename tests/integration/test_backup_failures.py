@@ -152,7 +152,9 @@ def _wait_journal(backups: Backups, started: float, step: str, statuses: set[str
     while time.monotonic() < deadline:
         for journal in backups.store.all():
             fresh = journal.created_at >= started_iso(started)
-            if fresh and journal.step(step).status in statuses:
+            # A new journal is saved before the engine lists its steps in it.
+            listed = any(s.name == step for s in journal.steps)
+            if fresh and listed and journal.step(step).status in statuses:
                 return journal.backup_id
         time.sleep(0.05)
     raise AssertionError(f"step {step} never reached {statuses}")
