@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from kasten_bp import waiting
 from kasten_bp.cli import app
+from tests.unit.local_config import write_local_config
 
 runner = CliRunner()
 
@@ -31,19 +32,7 @@ def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     """A valid-looking config for the local platform whose lab_dir holds no lab."""
-    lab_dir = tmp_path / "lab"
-    lab_dir.mkdir()
-    data = {
-        "platform": "local",
-        "primary": {"bootstrap": "127.0.0.1:1"},
-        "mirror": {"bootstrap": "127.0.0.1:2"},
-        "connect": {"url": "http://127.0.0.1:3", "connectors": ["source"]},
-        "catalog": str(tmp_path / "catalog"),
-        "local": {"lab_dir": str(lab_dir)},
-    }
-    path = tmp_path / "kasten-bp.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_local_config(tmp_path)
 
 
 def error_line(stderr: str) -> str:

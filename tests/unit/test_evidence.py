@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from typer.testing import CliRunner
@@ -31,6 +30,7 @@ from kasten_bp.evidence.signing import (
 from kasten_bp.manifest import ClusterInfo, HeadRecord, Manifest, PartitionHead
 from kasten_bp.workflow.journal import Journal
 from kasten_bp.workflow.states import RunState
+from tests.unit.local_config import write_local_config
 
 runner = CliRunner()
 BACKUP = "bk-20260101T000000Z-abcd"
@@ -257,20 +257,8 @@ def test_verify_report_checks_the_files_it_names(tmp_path: Path) -> None:
 @pytest.fixture
 def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(waiting, "_listeners", [])
-    lab_dir = tmp_path / "lab"
-    lab_dir.mkdir()
     seed_catalog(tmp_path / "catalog", exported=False)
-    data = {
-        "platform": "local",
-        "primary": {"bootstrap": "127.0.0.1:1"},
-        "mirror": {"bootstrap": "127.0.0.1:2"},
-        "connect": {"url": "http://127.0.0.1:3", "connectors": ["source"]},
-        "catalog": str(tmp_path / "catalog"),
-        "local": {"lab_dir": str(lab_dir)},
-    }
-    path = tmp_path / "kasten-bp.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_local_config(tmp_path)
 
 
 def cli(*args: str) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from kasten_bp import waiting
@@ -14,6 +13,7 @@ from kasten_bp.cli import app
 from kasten_bp.cli.export import parse_size
 from kasten_bp.errors import UsageError
 from kasten_bp.export.index import ExportIndex, FileEntry, PartitionEntry, new_export_id
+from tests.unit.local_config import write_local_config
 
 runner = CliRunner()
 
@@ -86,19 +86,7 @@ def test_bad_sizes(text: str) -> None:
 @pytest.fixture
 def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(waiting, "_listeners", [])
-    lab_dir = tmp_path / "lab"
-    lab_dir.mkdir()
-    data = {
-        "platform": "local",
-        "primary": {"bootstrap": "127.0.0.1:1"},
-        "mirror": {"bootstrap": "127.0.0.1:2"},
-        "connect": {"url": "http://127.0.0.1:3", "connectors": ["source"]},
-        "catalog": str(tmp_path / "catalog"),
-        "local": {"lab_dir": str(lab_dir)},
-    }
-    path = tmp_path / "kasten-bp.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_local_config(tmp_path)
 
 
 @pytest.mark.parametrize(
