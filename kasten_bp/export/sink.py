@@ -32,7 +32,7 @@ class HashingSink:
         return self.size
 
     def flush(self) -> None:
-        pass
+        """Nothing to flush: bytes go straight to the spooled file (writers call this)."""
 
     def writable(self) -> bool:
         return True
