@@ -10,6 +10,9 @@ CLUSTER ?= my-cluster
 NAMESPACE ?= kafka
 PLATFORM ?= strimzi
 PYTEST_ARGS ?=
+# Two pytest-xdist workers, each with its own lab: half of a lab's time is waiting (broker
+# sessions, MM2 polls), which the other worker fills. `make test TEST_WORKERS=0` runs serially.
+TEST_WORKERS ?= 2
 
 .PHONY: install core check-tools jars minio blueprint lint test test-unit test-integration demo bench clean backup verify kube-env
 
@@ -47,7 +50,7 @@ lint: $(BIN)/.installed
 	$(BIN)/lint-imports
 
 test: install lint
-	$(BIN)/pytest tests $(PYTEST_ARGS)
+	$(BIN)/pytest tests -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 test-unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -55,8 +58,12 @@ test-unit: $(BIN)/.installed
 demo: core
 	$(BIN)/python scripts/demo.py --workdir $(LAB)
 
+# Replay against a kcat pipe starts a lab of its own (scripts/bench_replay.py).
+REPLAY_RECORDS ?= 1000000
+
 bench: core
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_replay.py --records $(REPLAY_RECORDS)
 
 backup: core
 	$(BIN)/kasten-bp backup --config $(CONFIG)

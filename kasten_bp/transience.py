@@ -31,6 +31,9 @@ KAFKA_TEMPORARY = {
     "_TRANSPORT",
     "_TIMED_OUT",
     "_ALL_BROKERS_DOWN",
+    # A request in flight to a broker the client's metadata has just dropped (a cluster
+    # restarting re-registers its brokers one by one): a new client finds them again.
+    "_DESTROY_BROKER",
 }
 # S3 error codes worth retrying besides any 5xx status.
 S3_TEMPORARY = {

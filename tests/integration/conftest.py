@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kasten_bp.kafka import admin
+from kasten_bp.lab import kraft
 from kasten_bp.lab.lab import Lab
 from kasten_bp.platforms.local import LocalPlatform
 
 from .helpers import LabHandle
 
 HERE = Path(__file__).parent
+_session_labs: list[Lab] = []  # the session's lab, once a test has started it
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -36,6 +39,7 @@ def lab(
         return
     workdir = Path(os.environ.get("KASTEN_BP_TEST_LAB") or tmp_path_factory.mktemp("lab"))
     the_lab = Lab(workdir)
+    _session_labs.append(the_lab)
     the_lab.up(primary_brokers=1, mirror_brokers=3)
     try:
         yield LabHandle(the_lab, the_lab.config_path)
@@ -59,3 +63,25 @@ def restored_ids(lab: LabHandle) -> Iterator[list[str]]:
     yield ids
     for backup_id in ids:
         LocalPlatform(lab.config).stop_restored(backup_id)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_restored_cluster_outlives_its_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A restored cluster is three idle brokers; left running, each one slows every test
+    after it (heartbeats and raft fetches on two cores). Stop what the session lab still
+    has running after each module, and say which module left it."""
+    yield
+    for the_lab in _session_labs:
+        state = the_lab.load_state()
+        if state is None:
+            continue
+        running = {
+            backup_id: cluster
+            for backup_id, cluster in state.restored.items()
+            if any(b.handle.alive() for b in cluster.brokers)
+        }
+        if running:
+            left = f"{request.node.nodeid} left restored clusters running: {sorted(running)}"
+            warnings.warn(left, stacklevel=1)
+        for cluster in running.values():
+            kraft.stop_brokers(cluster.brokers)

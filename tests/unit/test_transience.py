@@ -28,6 +28,7 @@ def http_error(status: int) -> httpx.HTTPStatusError:
     [
         TemporaryError("not yet"),
         KafkaException(KafkaError(KafkaError._TRANSPORT)),
+        KafkaException(KafkaError(KafkaError._DESTROY_BROKER)),
         KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION)),
         ApiException(status=503),
         ApiException(status=429),
