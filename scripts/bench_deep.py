@@ -166,3 +166,63 @@ def render(r: dict[str, Any]) -> str:
         )
         lines.append(f"  ratio verified/s to kcat read/s: {r['ratio']}")
     return "\n".join(lines)
+
+
+def main() -> int:
+    """Standalone, for memory at scale: one `verify --deep` at --records (default 10 M) on a
+    lab of one primary and one mirror broker (the bench's 3-broker mirror would need three
+    times the disk: the mirror, its snapshot and the restored copy each hold every record).
+    Prints its rate, CPU and peak RSS; the lab is stopped and its directory removed."""
+    import argparse
+    import tempfile
+
+    from bench import log, restore, take_backup, wait_mirrored
+
+    from kasten_bp.backup import Backups
+    from kasten_bp.config import load_config
+    from kasten_bp.lab.lab import Lab
+
+    parser = argparse.ArgumentParser(description="verify --deep at scale: rate and peak RSS")
+    parser.add_argument("--records", type=int, default=10_000_000)
+    parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
+    args = parser.parse_args()
+    time_bin = ensure_gnu_time()
+    if time_bin is None:
+        print("error: GNU time (/usr/bin/time) not found", file=sys.stderr)
+        return 2
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="kasten-bp-bench-deep-"))
+    lab = Lab(work / "lab")
+    try:
+        log(f"starting a lab (1 primary, 1 mirror broker) in {lab.workdir}")
+        lab.up(primary_brokers=1, mirror_brokers=1)
+        config = load_config(lab.config_path)
+        backups = Backups(config)
+        log(f"producing {args.records:,} records of ~1 KiB to {TOPIC}")
+        load(config.primary.bootstrap, args.records)
+        wait_mirrored(config, args.records, timeout=max(600, args.records / 2000), topic=TOPIC)
+        log("consistent backup")
+        summary, manifest, _ = take_backup(backups)
+        log(f"restoring {summary['backup_id']}")
+        restore(backups, manifest)
+        log("verify --deep under /usr/bin/time -v")
+        argv = [sys.executable, "-m", "kasten_bp.cli", "verify", summary["backup_id"]]
+        argv += ["--deep", "--config", str(lab.config_path), "--output", "json"]
+        measured = timed_process(time_bin, argv)
+        report = json.loads(measured.pop("stdout"))
+        compared = sum(p["records_compared"] for p in report["partitions"])
+        print(
+            f"verify --deep of {args.records:,} records: {report['verdict']} (exit "
+            f"{measured['returncode']}), {compared:,} records compared in "
+            f"{measured['wall']:.1f}s wall ({compared / measured['wall']:,.0f}/s), "
+            f"{measured['cpu']:.1f}s CPU, peak RSS {measured['rss_mib']:.1f} MiB"
+        )
+        return 0 if measured["returncode"] == 0 else 1
+    finally:
+        log("stopping the lab")
+        lab.down()
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

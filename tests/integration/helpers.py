@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 from kasten_bp.config import Config, load_config
-from kasten_bp.kafka import admin, reading
+from kasten_bp.kafka import admin, producing, reading
 from kasten_bp.lab.lab import Lab
 from kasten_bp.records import Record
 from kasten_bp.waiting import wait_for
@@ -142,3 +146,48 @@ def assert_mirror_running(lab: LabHandle) -> None:
                 return client.all_running(name)
 
             wait_for(f"connector {name} RUNNING", running, 60)
+
+
+def cli(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kasten-bp ARGS --config <the lab's>`, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "kasten_bp.cli", *args, "--config", str(lab.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def cli_with_json(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kasten-bp ARGS --output json`, whatever its exit code (the caller checks it)."""
+    return cli(lab, *args, "--output", "json")
+
+
+def lab_consume(lab: LabHandle, group: str, topic: str, records: int) -> dict[str, Any]:
+    """`kasten-bp lab consume`: a real consumer group reads and commits `records`."""
+    assert lab.lab is not None
+    result = subprocess.run(
+        [sys.executable, "-m", "kasten_bp.cli", "lab", "consume", "--workdir"]
+        + [str(lab.lab.workdir), "--group", group, "--topic", topic]
+        + ["--records", str(records), "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return dict(json.loads(result.stdout))
+
+
+def cli_json(lab: LabHandle, *args: str, expect: int = 0) -> Any:
+    result = cli(lab, *args, "--output", "json")
+    assert result.returncode == expect, result.stderr[-2000:] or result.stdout[-3000:]
+    return json.loads(result.stdout)
+
+
+def seed(lab: LabHandle, topic: str, count: int = 30) -> None:
+    """Records on every partition, mirrored, before a test's backup starts."""
+    producing.produce(
+        lab.primary,
+        [Record(topic, i % 3, -1, 0, b"seed", f"seed-{i}".encode(), ()) for i in range(count)],
+    )
+    wait_mirrored(lab.primary, lab.mirror, topic)

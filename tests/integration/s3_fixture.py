@@ -17,8 +17,11 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config as BotoConfig
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "minio-test-env"
 # Generous: covers a first build of MinIO on a slow machine (normally pre-built).
@@ -45,6 +48,17 @@ class MinioServer:
     access_key: str
     secret_key: str
     region: str
+
+    def client(self) -> Any:
+        """A plain boto3 client on the test server, to set up and inspect buckets."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+            config=BotoConfig(s3={"addressing_style": "path"}),
+        )
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -8,7 +8,6 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,34 +26,12 @@ from .helpers import (
     LabHandle,
     assert_all_mirrored,
     assert_mirror_running,
-    wait_mirrored,
+    cli,
+    cli_json,
+    seed,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def cli(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kasten_bp.cli", *args, "--config", str(lab.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-def cli_json(lab: LabHandle, *args: str, expect: int = 0) -> Any:
-    result = cli(lab, *args, "--output", "json")
-    assert result.returncode == expect, result.stderr[-2000:] or result.stdout[-3000:]
-    return json.loads(result.stdout)
-
-
-def seed(lab: LabHandle, topic: str, count: int = 30) -> None:
-    """Records on every partition, mirrored, before a test's backup starts."""
-    producing.produce(
-        lab.primary,
-        [Record(topic, i % 3, -1, 0, b"seed", f"seed-{i}".encode(), ()) for i in range(count)],
-    )
-    wait_mirrored(lab.primary, lab.mirror, topic)
 
 
 @pytest.fixture

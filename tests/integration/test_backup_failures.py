@@ -22,8 +22,14 @@ from kasten_bp.workflow.engine import RunContext
 from kasten_bp.workflow.flow import DeferredAction, Flow, Step
 from kasten_bp.workflow.states import RunState, StepStatus
 
-from .helpers import BackgroundProducer, LabHandle, assert_all_mirrored, assert_mirror_running
-from .test_backup import cli_json, seed
+from .helpers import (
+    BackgroundProducer,
+    LabHandle,
+    assert_all_mirrored,
+    assert_mirror_running,
+    cli_json,
+    seed,
+)
 
 pytestmark = pytest.mark.integration
 FLOW = backup_flow("consistent")

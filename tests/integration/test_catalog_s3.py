@@ -11,9 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config as BotoConfig
 from botocore.stub import Stubber
 
 from kasten_bp.catalog.base import open_catalog
@@ -28,14 +26,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def s3(minio: MinioServer) -> Any:
     """A plain boto3 client on the test server, to set up and inspect buckets."""
-    return boto3.client(
-        "s3",
-        endpoint_url=minio.endpoint,
-        aws_access_key_id=minio.access_key,
-        aws_secret_access_key=minio.secret_key,
-        region_name=minio.region,
-        config=BotoConfig(s3={"addressing_style": "path"}),
-    )
+    return minio.client()
 
 
 @pytest.fixture

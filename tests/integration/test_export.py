@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,11 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import fastavro
 import pyarrow.parquet as pq
 import pytest
-from botocore.config import Config as BotoConfig
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -32,7 +28,7 @@ from kasten_bp.platforms.local import LocalPlatform
 from kasten_bp.records import Record
 from kasten_bp.replay.source import KafkaSource
 
-from .helpers import LabHandle, partition_records, wait_mirrored
+from .helpers import LabHandle, cli, cli_json, partition_records, wait_mirrored
 from .s3_fixture import MinioServer
 from .test_replay import target  # noqa: F401 - the lab's target cluster, a fixture used below
 
@@ -47,31 +43,9 @@ class Backup:
     restored: str  # bootstrap of its restored cluster
 
 
-def cli(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kasten_bp.cli", *args, "--config", str(lab.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def cli_json(lab: LabHandle, *args: str, expect: int = 0) -> Any:
-    result = cli(lab, *args, "--output", "json")
-    assert result.returncode == expect, result.stderr[-2000:]
-    return json.loads(result.stdout)
-
-
 @pytest.fixture(scope="module")
 def s3(minio: MinioServer) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=minio.endpoint,
-        aws_access_key_id=minio.access_key,
-        aws_secret_access_key=minio.secret_key,
-        region_name=minio.region,
-        config=BotoConfig(s3={"addressing_style": "path"}),
-    )
+    return minio.client()
 
 
 @pytest.fixture(scope="module")

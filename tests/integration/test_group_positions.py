@@ -19,8 +19,7 @@ from kasten_bp.manifest import Manifest
 from kasten_bp.records import Record
 
 from . import kafka_tools
-from .helpers import LabHandle, contents, partition_records, wait_mirrored
-from .test_backup import cli_json
+from .helpers import LabHandle, cli_json, contents, partition_records, wait_mirrored
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,6 @@ Each oracle is independent of the translation: content read from both clusters."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from typing import Any
@@ -25,24 +23,22 @@ from kasten_bp.records import Record
 from kasten_bp.waiting import wait_for
 
 from . import kafka_tools
-from .helpers import BackgroundProducer, LabHandle, contents, partition_records, wait_mirrored
-from .test_backup import cli_json
+from .helpers import (
+    BackgroundProducer,
+    LabHandle,
+    cli_json,
+    cli_with_json,
+    contents,
+    lab_consume,
+    partition_records,
+    wait_mirrored,
+)
 
 pytestmark = pytest.mark.integration
-CLI = [sys.executable, "-m", "kasten_bp.cli"]
-
-
-def run(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args, "--config", str(lab.config_path), "--output", "json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def run_json(lab: LabHandle, *args: str) -> dict[str, Any]:
-    result = run(lab, *args)
+    result = cli_with_json(lab, *args)
     assert result.returncode == 0, (result.stderr[-2000:], _not_consistent(result.stdout))
     return dict(json.loads(result.stdout))
 
@@ -240,15 +236,7 @@ def test_a_group_whose_records_aged_out_of_the_primary_falls_back_to_mm2s_checkp
     )
     wait_mirrored(lab.primary, lab.mirror, topic)
     assert lab.lab is not None
-    consumed = subprocess.run(
-        [*CLI, "lab", "consume", "--workdir", str(lab.lab.workdir)]
-        + ["--group", group, "--topic", topic, "--records", "30", "--output", "json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert consumed.returncode == 0, consumed.stderr[-2000:]
-    assert json.loads(consumed.stdout)["committed"] == {"0": 30}
+    assert lab_consume(lab, group, topic, 30)["committed"] == {"0": 30}
     last_read = partition_records(lab.primary, topic, 0)[29]
     # MM2's checkpoint connector has seen the commit (it emits every second in the lab).
     wait_for(

@@ -7,10 +7,7 @@ refuses a group with a live member."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
-from typing import Any
 
 import pytest
 
@@ -18,33 +15,17 @@ from kasten_bp.groups import committed
 from kasten_bp.kafka import admin, clients, group_offsets, producing
 from kasten_bp.records import Record
 
-from .helpers import LabHandle, contents, partition_records, wait_mirrored
-from .test_backup import cli_json
+from .helpers import (
+    LabHandle,
+    cli_json,
+    cli_with_json,
+    contents,
+    lab_consume,
+    partition_records,
+    wait_mirrored,
+)
 
 pytestmark = pytest.mark.integration
-CLI = [sys.executable, "-m", "kasten_bp.cli"]
-
-
-def lab_consume(lab: LabHandle, group: str, topic: str, records: int) -> dict[str, Any]:
-    assert lab.lab is not None
-    result = subprocess.run(
-        [*CLI, "lab", "consume", "--workdir", str(lab.lab.workdir), "--group", group]
-        + ["--topic", topic, "--records", str(records), "--output", "json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return dict(json.loads(result.stdout))
-
-
-def run(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args, "--config", str(lab.config_path), "--output", "json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_groups_restored_exactly_verified_and_faults_caught(
@@ -69,7 +50,7 @@ def test_groups_restored_exactly_verified_and_faults_caught(
     }
     assert sum(primary_committed.values()) == 40
 
-    restore = run(lab, "restore", backup["backup_id"], "--with-groups")
+    restore = cli_with_json(lab, "restore", backup["backup_id"], "--with-groups")
     assert restore.returncode == 0, restore.stderr[-2000:]
     restored_ids.append(backup["backup_id"])
     restored = json.loads(restore.stdout)
@@ -100,7 +81,7 @@ def test_groups_restored_exactly_verified_and_faults_caught(
         ahead = [r for r in partition_records(bootstrap, *key) if r.offset >= positions[key]]
         assert contents(ahead) == contents(unread), key
 
-    report = json.loads(run(lab, "verify", backup["backup_id"]).stdout)
+    report = json.loads(cli_with_json(lab, "verify", backup["backup_id"]).stdout)
     assert report["verdict"] == "consistent", [
         (p["topic"], p["partition"], p["status"], p.get("detail"))
         for p in report["partitions"]
@@ -110,7 +91,7 @@ def test_groups_restored_exactly_verified_and_faults_caught(
     assert standing["status"] == "exact"
     assert {p["status"] for p in standing["partitions"]} == {"exact"}
 
-    again = run(lab, "groups", "apply", backup["backup_id"], "--restored", bootstrap)
+    again = cli_with_json(lab, "groups", "apply", backup["backup_id"], "--restored", bootstrap)
     assert again.returncode == 0, again.stderr[-2000:]
     assert not any(
         p["written"] for g in json.loads(again.stdout)["groups"] for p in g["partitions"]
@@ -120,7 +101,7 @@ def test_groups_restored_exactly_verified_and_faults_caught(
     first, second = sorted(positions)[:2]
     moved = {first: positions[first] + 3, second: positions[second] - 2}
     group_offsets.alter(bootstrap, group, moved)
-    failed = run(lab, "verify", backup["backup_id"])
+    failed = cli_with_json(lab, "verify", backup["backup_id"])
     assert failed.returncode == 1, failed.stderr[-2000:]
     parts = {
         (p["topic"], p["partition"]): p
@@ -139,7 +120,9 @@ def test_groups_restored_exactly_verified_and_faults_caught(
             if member.assignment():
                 break
         assert member.assignment()
-        refused = run(lab, "groups", "apply", backup["backup_id"], "--restored", bootstrap)
+        refused = cli_with_json(
+            lab, "groups", "apply", backup["backup_id"], "--restored", bootstrap
+        )
         assert refused.returncode == 2, refused.stderr[-2000:]
         line = refused.stderr.strip().splitlines()[-1]
         assert f"group {group} has 1 active member(s)" in line
@@ -165,7 +148,7 @@ def test_plan_json_names_the_fields_scripts_rely_on(
     # What the snapshot brought along: MM2's own offset sync (sync.group.offsets.enabled)
     # may have set the group on the mirror, at its approximate translation.
     before = committed(bootstrap, group, [(topic, 0)])
-    result = run(lab, "groups", "plan", backup["backup_id"], "--restored", bootstrap)
+    result = cli_with_json(lab, "groups", "plan", backup["backup_id"], "--restored", bootstrap)
     assert result.returncode == 0, result.stderr[-2000:]
     plan = json.loads(result.stdout)
     assert plan["backup_id"] == backup["backup_id"]

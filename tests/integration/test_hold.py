@@ -13,8 +13,15 @@ from kasten_bp.backup import Backups
 from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.states import RunState, StepStatus
 
-from .helpers import BackgroundProducer, LabHandle, assert_all_mirrored, assert_mirror_running
-from .test_backup import cli, cli_json, seed
+from .helpers import (
+    BackgroundProducer,
+    LabHandle,
+    assert_all_mirrored,
+    assert_mirror_running,
+    cli,
+    cli_json,
+    seed,
+)
 
 HOLD = "20s"
 

@@ -24,7 +24,7 @@ from kasten_bp.records import Record
 from kasten_bp.waiting import wait_for
 
 from . import kafka_tools
-from .helpers import LabHandle, partition_records, wait_mirrored
+from .helpers import LabHandle, cli, cli_json, partition_records, wait_mirrored
 from .test_secured_lab import SecureLab, secure_lab  # noqa: F401 - a fixture used below
 
 pytestmark = pytest.mark.integration
@@ -37,21 +37,6 @@ class Backup:
     id: str
     topic: str
     base_ms: int  # record i has timestamp base_ms + i * 1000
-
-
-def cli(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kasten_bp.cli", *args, "--config", str(lab.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def cli_json(lab: LabHandle, *args: str, expect: int = 0) -> Any:
-    result = cli(lab, *args, "--output", "json")
-    assert result.returncode == expect, result.stderr[-2000:]
-    return json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,8 @@ from kasten_bp.platforms.local import LocalPlatform
 from kasten_bp.records import Record
 
 from . import kafka_tools
-from .helpers import LabHandle, partition_records, wait_mirrored
+from .helpers import LabHandle, cli, cli_json, partition_records, wait_mirrored
 from .snapshot_surgery import RemoveRecord, doctor, replace_bytes, truncate_tail
-from .test_backup import cli, cli_json
 
 pytestmark = pytest.mark.integration
 
