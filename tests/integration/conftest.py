@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from kasten_bp.config import load_config
 from kasten_bp.kafka import admin
-from kasten_bp.lab import kraft
 from kasten_bp.lab.lab import Lab
 from kasten_bp.platforms.local import LocalPlatform
 
@@ -75,13 +75,15 @@ def no_restored_cluster_outlives_its_module(request: pytest.FixtureRequest) -> I
         state = the_lab.load_state()
         if state is None:
             continue
-        running = {
-            backup_id: cluster
+        running = [
+            backup_id
             for backup_id, cluster in state.restored.items()
             if any(b.handle.alive() for b in cluster.brokers)
-        }
-        if running:
-            left = f"{request.node.nodeid} left restored clusters running: {sorted(running)}"
-            warnings.warn(left, stacklevel=1)
-        for cluster in running.values():
-            kraft.stop_brokers(cluster.brokers)
+        ]
+        if not running:
+            continue
+        left = f"{request.node.nodeid} left restored clusters running: {sorted(running)}"
+        warnings.warn(left, stacklevel=1)
+        platform = LocalPlatform(load_config(the_lab.config_path))
+        for backup_id in running:
+            platform.stop_restored(backup_id)

@@ -148,10 +148,13 @@ def assert_mirror_running(lab: LabHandle) -> None:
             wait_for(f"connector {name} RUNNING", running, 60)
 
 
+KASTEN_BP = [sys.executable, "-m", "kasten_bp.cli"]
+
+
 def cli(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
     """`kasten-bp ARGS --config <the lab's>`, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "kasten_bp.cli", *args, "--config", str(lab.config_path)],
+        [*KASTEN_BP, *args, "--config", str(lab.config_path)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -167,7 +170,7 @@ def lab_consume(lab: LabHandle, group: str, topic: str, records: int) -> dict[st
     """`kasten-bp lab consume`: a real consumer group reads and commits `records`."""
     assert lab.lab is not None
     result = subprocess.run(
-        [sys.executable, "-m", "kasten_bp.cli", "lab", "consume", "--workdir"]
+        [*KASTEN_BP, "lab", "consume", "--workdir"]
         + [str(lab.lab.workdir), "--group", group, "--topic", topic]
         + ["--records", str(records), "--output", "json"],
         capture_output=True,
@@ -179,7 +182,7 @@ def lab_consume(lab: LabHandle, group: str, topic: str, records: int) -> dict[st
 
 
 def cli_json(lab: LabHandle, *args: str, expect: int = 0) -> Any:
-    result = cli(lab, *args, "--output", "json")
+    result = cli_with_json(lab, *args)
     assert result.returncode == expect, result.stderr[-2000:] or result.stdout[-3000:]
     return json.loads(result.stdout)
 
