@@ -33,7 +33,8 @@ def _completed_manifest(b: Any, backup_id: str) -> Any:
 
 
 def restored_bootstrap(b: Any, backup_id: str, given: str | None) -> str:
-    """--restored, else the platform's record of the restored cluster, else the config's."""
+    """--restored, else the platform's record of the restored cluster, else the config's,
+    else what the newest `restore` of this backup reported."""
     bootstrap = given
     if bootstrap is None:
         finder = getattr(b.platform, "restored_bootstrap", None)
@@ -41,9 +42,20 @@ def restored_bootstrap(b: Any, backup_id: str, given: str | None) -> str:
         bootstrap = bootstrap or (
             b.config.kubernetes.restored_bootstrap if b.config.kubernetes else None
         )
+        bootstrap = bootstrap or _last_restore_bootstrap(b, backup_id)
     if not bootstrap:
         raise UsageError(f"no restored cluster known for backup {backup_id}: pass --restored")
     return str(bootstrap)
+
+
+def _last_restore_bootstrap(b: Any, backup_id: str) -> str | None:
+    keys = b.catalog.list_keys(f"backups/{backup_id}/restore-")
+    # restore-<unix seconds>.json: the newest restore is the cluster to verify
+    for key in sorted(keys, key=lambda k: int(k.rsplit("-", 1)[1].split(".")[0]), reverse=True):
+        record = b.catalog.read_json(key) or {}
+        if record.get("bootstrap"):
+            return str(record["bootstrap"])
+    return None
 
 
 def group_section(primary: str, manifest: Any, restored: str) -> dict[str, Any]:

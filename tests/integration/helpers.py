@@ -187,6 +187,19 @@ def cli_json(lab: LabHandle, *args: str, expect: int = 0) -> Any:
     return json.loads(result.stdout)
 
 
+def cli_json_for(config: Path, *args: str, expect: int = 0) -> Any:
+    """`kasten-bp ARGS --config CONFIG --output json` for a config of the test's own (the
+    lab's is `cli_json`); must exit with `expect`."""
+    done = subprocess.run(
+        [*KASTEN_BP, *args, "--config", str(config), "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == expect, done.stderr[-2000:] or done.stdout[-3000:]
+    return json.loads(done.stdout)
+
+
 def seed(lab: LabHandle, topic: str, count: int = 30) -> None:
     """Records on every partition, mirrored, before a test's backup starts."""
     producing.produce(

@@ -1,6 +1,7 @@
-"""Fixtures for the Kubernetes tests: a REAL kube-apiserver + etcd from scripts/kube-test-env
-(one per session), a fresh namespace per test, and the simulators of tests/kube/simulator.py
-for what no API server does alone (kubelet, Strimzi operator, CSI snapshotter).
+"""Fixtures for the Kubernetes tests: the REAL kube-apiserver, etcd, controller-manager,
+snapshot controllers, CSI sidecars and hostpath CSI driver of scripts/kube-test-env (one set
+per session), a fresh namespace per test, and the simulators of tests/kube/simulator.py for
+what cannot run here (kubelet, Strimzi operator).
 
 Load with `-p tests.integration.kube_fixture` or from `pytest_plugins`.
 """
@@ -12,6 +13,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,17 +30,22 @@ from kasten_bp.config import (
 from kasten_bp.platforms.kube import resources as k
 from kasten_bp.platforms.kube.api import Kube
 from kasten_bp.waiting import wait_for
+from tests.kube import csi_hostpath
 from tests.kube.simulator import (
-    CsiSnapshotterSimulator,
     KubeletSimulator,
     LabBinding,
     StrimziOperatorSimulator,
+    VolumeBrokers,
 )
 
+from .log_segments import log_end_offset, node_properties
+
 ROOT = Path(__file__).resolve().parents[2]
-SNAPSHOT_CLASS = "kasten-bp-sim-snapclass"
-GROUP_CLASS = "kasten-bp-sim-groupclass"
-DRIVER = "sim.csi.kasten-bp.test"
+SNAPSHOT_CLASS = "kasten-bp-hostpath-snapclass"
+GROUP_CLASS = "kasten-bp-hostpath-groupclass"
+STORAGE_CLASS = "kasten-bp-hostpath"
+DRIVER = "hostpath.csi.kasten-bp.test"
+STORAGE_CLASSES = k.Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
 
 
 @dataclass
@@ -46,6 +53,11 @@ class KubeEnv:
     dir: Path
     kubeconfig: str
     limited_kubeconfig: str
+
+    @property
+    def csi_root(self) -> Path:
+        """Where the hostpath CSI driver keeps volumes and snapshots (and reads faults)."""
+        return self.dir / "csi"
 
     def kube(self, limited: bool = False) -> Kube:
         path = self.limited_kubeconfig if limited else self.kubeconfig
@@ -67,6 +79,19 @@ def kube_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEnv]:
     env = KubeEnv(workdir, kubeconfig, str(workdir / "kubeconfig-limited"))
     admin = env.kube()
     admin.create_or_get(
+        STORAGE_CLASSES,
+        None,
+        {
+            "metadata": {
+                "name": STORAGE_CLASS,
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": DRIVER,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+        },
+    )
+    admin.create_or_get(
         k.SNAPSHOT_CLASSES,
         None,
         {"metadata": {"name": SNAPSHOT_CLASS}, "driver": DRIVER, "deletionPolicy": "Delete"},
@@ -76,9 +101,11 @@ def kube_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEnv]:
         None,
         {"metadata": {"name": GROUP_CLASS}, "driver": DRIVER, "deletionPolicy": "Delete"},
     )
+    csi_hostpath.clear_faults(env.csi_root)
     try:
         yield env
     finally:
+        csi_hostpath.clear_faults(env.csi_root)
         if not os.environ.get("KASTEN_BP_KEEP_KUBE"):
             subprocess.run([script, "down", str(workdir)], capture_output=True, timeout=120)
 
@@ -106,10 +133,9 @@ def namespace(kube: Kube) -> str:
 class Sims:
     kubelet: KubeletSimulator
     operator: StrimziOperatorSimulator
-    csi: CsiSnapshotterSimulator
 
     def stop(self) -> None:
-        for sim in (self.kubelet, self.operator, self.csi):
+        for sim in (self.kubelet, self.operator):
             sim.stop()
 
 
@@ -119,20 +145,107 @@ def start_simulators(
     lab: LabBinding | None = None,
     connect_url: str | None = None,
     bootstrap: str | None = None,
+    volumes: VolumeBrokers | None = None,
 ) -> Sims:
+    def listener(ns: str, name: str) -> str:
+        default = f"{name}-kafka-bootstrap.{ns}.svc:9092"
+        if volumes is not None and ns in volumes.namespaces:
+            return volumes.bootstrap(ns, f"{name}-") or default
+        return bootstrap or default
+
     sims = Sims(
-        KubeletSimulator(kube, namespaces, lab),
-        StrimziOperatorSimulator(
-            kube,
-            namespaces,
-            connect_url,
-            (lambda ns, name: bootstrap) if bootstrap else None,
-        ),
-        CsiSnapshotterSimulator(kube, namespaces, DRIVER),
+        KubeletSimulator(kube, namespaces, lab, volumes),
+        StrimziOperatorSimulator(kube, namespaces, connect_url, listener),
     )
-    for sim in (sims.kubelet, sims.operator, sims.csi):
+    for sim in (sims.kubelet, sims.operator):
         sim.start()
     return sims
+
+
+def bind_volumes(kube: Kube, ns: str, claims: dict[str, str], size: str) -> None:
+    """Pre-provisioned PVs, each bound ahead to the PVC that will claim it (`claims`: PVC
+    name -> directory). Tests point them at the lab's broker log dirs, so a pod standing
+    for a lab broker has that broker's data on its volume, as a real pod would."""
+    for pvc, directory in claims.items():
+        kube.create(
+            k.PVS,
+            None,
+            {
+                "metadata": {"name": f"lab-{ns}-{pvc}"},
+                "spec": {
+                    "capacity": {"storage": size},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": STORAGE_CLASS,
+                    "csi": {"driver": DRIVER, "volumeHandle": directory},
+                    "claimRef": {"namespace": ns, "name": pvc},
+                },
+            },
+        )
+
+
+def volume_handle(kube: Kube, ns: str, pvc: str) -> str:
+    """The CSI volume handle (a directory, for the hostpath driver) behind a bound PVC."""
+    claim: dict[str, Any] = {}
+
+    def bound() -> bool:
+        claim.update(kube.get(k.PVCS, ns, pvc))
+        return bool((claim.get("spec") or {}).get("volumeName"))
+
+    wait_for(f"pvc {ns}/{pvc} to be bound", bound, 60)
+    pv = kube.get(k.PVS, None, claim["spec"]["volumeName"])
+    return str(pv["spec"]["csi"]["volumeHandle"])
+
+
+def assert_snapshot_holds_the_cut(
+    kube: Kube,
+    snap: dict[str, Any],
+    manifest: dict[str, Any],
+    cluster_id: str,
+    topic: str,
+    node_id: int | None = None,
+) -> None:
+    """The real controllers' snapshot is the broker's log dir as it was at the cut: its
+    node, its cluster, and every partition of `topic` it holds ending where the manifest
+    says (MM2 was writing again by the time this runs)."""
+    name = snap["details"]["boundVolumeSnapshotContentName"]
+    content = kube.get(k.SNAPSHOT_CONTENTS, None, name)
+    held = Path(content["status"]["snapshotHandle"])
+    want_node = snap["broker_id"] if node_id is None else node_id
+    assert node_properties(held)["node.id"] == str(want_node)
+    assert node_properties(held)["cluster.id"] == cluster_id
+    heads = [p for p in manifest["partitions"] if p["primary_topic"] == topic]
+    ends = {p["partition"]: p["end_offset"] for p in heads}
+    assert ends and sum(ends.values()) > 0
+    mirrored = heads[0]["topic"]
+    replicas = {int(d.name.rsplit("-", 1)[1]): d for d in held.glob(f"{mirrored}-*")}
+    assert replicas, f"snapshot {held} holds no partition of {mirrored}"
+    assert {n: log_end_offset(d) for n, d in replicas.items()} == {n: ends[n] for n in replicas}
+    assert snap["size_bytes"] == int(content["status"]["restoreSize"]) > 0
+
+
+def wait_all_deleted(kube: Kube, resource: k.Resource, ns: str) -> None:
+    """Every `resource` in `ns` deleted and gone: the snapshot controllers hold a deleted
+    snapshot with their finalizers until the driver has deleted what it holds."""
+    left: list[str] = []
+
+    def gone() -> bool:
+        found = kube.find(resource, ns)
+        left[:] = [o["metadata"]["name"] for o in found]
+        assert all(o["metadata"].get("deletionTimestamp") for o in found), left
+        return not found
+
+    wait_for(f"{resource.plural} in {ns} to be deleted (left: {left})", gone, 60)
+
+
+@contextmanager
+def csi_faults(env: KubeEnv, **faults: Any) -> Iterator[None]:
+    """Faults of the hostpath CSI driver for the length of a block."""
+    csi_hostpath.set_faults(env.csi_root, **faults)
+    try:
+        yield
+    finally:
+        csi_hostpath.clear_faults(env.csi_root)
 
 
 # --- cluster fixtures written as Strimzi / a Helm chart would ------------------------------
@@ -253,6 +366,9 @@ def create_statefulset(
     }
     if kind is k.STATEFULSETS:
         spec["serviceName"] = f"{name}-headless"
+        # As Kafka charts do: brokers start and stop together (one by one, the last ones
+        # would wait for a KRaft quorum that is already gone).
+        spec["podManagementPolicy"] = "Parallel"
         if claims:
             spec["volumeClaimTemplates"] = [
                 {

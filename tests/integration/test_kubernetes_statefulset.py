@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kasten_bp.backup import Backups
+from kasten_bp.config import write_config
 from kasten_bp.connect import ConnectClient
 from kasten_bp.kafka import admin
 from kasten_bp.lab import kraft
@@ -22,17 +23,21 @@ from kasten_bp.platforms.kube.api import Kube
 from kasten_bp.platforms.statefulset import ORIGINAL_REPLICAS, StatefulSetPlatform
 from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.states import RunState
-from tests.kube.simulator import LabBinding
+from tests.kube.simulator import LabBinding, VolumeBrokers
 
-from .helpers import BackgroundProducer, LabHandle, assert_all_mirrored, wait_mirrored
+from .helpers import BackgroundProducer, LabHandle, assert_all_mirrored, cli_json_for, wait_mirrored
 from .kube_fixture import (
     SNAPSHOT_CLASS,
     KubeEnv,
     Sims,
+    assert_snapshot_holds_the_cut,
+    bind_volumes,
     create_statefulset,
     make_config,
     new_namespace,
     start_simulators,
+    volume_handle,
+    wait_all_deleted,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
@@ -48,14 +53,20 @@ def ready_replicas(kube: Kube, resource: k.Resource, ns: str, name: str, want: i
 
 @contextmanager
 def kafka_on_lab_mirror(
-    kube: Kube, namespace: str, lab: LabHandle
+    kube: Kube, namespace: str, lab: LabHandle, restored: VolumeBrokers | None = None
 ) -> Iterator[tuple[Sims, ClusterSpec]]:
-    """StatefulSet `kafka` whose pod `kafka-<i>` is the lab's mirror broker i+1: scaling it
-    to 0 really stops Kafka. The lab's mirror runs again afterwards, whatever happened."""
+    """StatefulSet `kafka` whose pod `kafka-<i>` is the lab's mirror broker i+1 (its PV is
+    that broker's log dir): scaling it to 0 really stops Kafka. With `restored`, its
+    namespaces run brokers on their volumes. The lab's mirror runs again afterwards,
+    whatever happened."""
     assert lab.lab is not None
     mirror = lab.lab.require_state().mirror
     binding = LabBinding(namespace, mirror, {f"kafka-{b.id - 1}": b for b in mirror.brokers})
-    sims = start_simulators(kube, [namespace], lab=binding)
+    bind_volumes(
+        kube, namespace, {f"data-kafka-{b.id - 1}": b.log_dir for b in mirror.brokers}, "3Gi"
+    )
+    others = restored.namespaces if restored else []
+    sims = start_simulators(kube, [namespace, *others], lab=binding, volumes=restored)
     try:
         create_statefulset(kube, namespace, "kafka", len(mirror.brokers))
         ready_replicas(kube, k.STATEFULSETS, namespace, "kafka", len(mirror.brokers))
@@ -66,10 +77,15 @@ def kafka_on_lab_mirror(
         wait_for("the lab's mirror brokers to listen", lambda: kraft.brokers_listening(mirror), 120)
 
 
-def test_statefulset_backup_end_to_end_restores_exact_replicas(
+def test_statefulset_backup_restore_verify_end_to_end(
     kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, topic: str, tmp_path: Path
 ) -> None:
-    with kafka_on_lab_mirror(kube, namespace, lab) as (sims, mirror):
+    """Backup under load (scaled back to exactly its replicas), then `kasten-bp restore`
+    into another namespace, the chart installed there (a StatefulSet claiming the restored
+    PVCs), and `kasten-bp verify`: consistent."""
+    target = new_namespace(kube, "restore")
+    restored = VolumeBrokers([target], tmp_path / "restored-brokers")
+    with kafka_on_lab_mirror(kube, namespace, lab, restored) as (sims, mirror):
         create_statefulset(kube, namespace, "mm2", 2, kind=k.DEPLOYMENTS)
         ready_replicas(kube, k.DEPLOYMENTS, namespace, "mm2", 2)
         run_load(lab.primary, LoadSpec(topic=topic, records=200, rate=0, partitions=3))
@@ -83,7 +99,8 @@ def test_statefulset_backup_end_to_end_restores_exact_replicas(
             "kafka",
             mirrormaker="mm2",
             snapshot_class=SNAPSHOT_CLASS,
-            timeout_seconds=30,
+            timeout_seconds=120,
+            restore_namespace=target,
         )
         # Writes on the primary while MM2 is stopped: confirming replication afterwards
         # needs MM2's live committed offsets, not the ones read at quiesce.
@@ -111,7 +128,26 @@ def test_statefulset_backup_end_to_end_restores_exact_replicas(
         assert sorted(s["broker_id"] for s in snaps) == [0, 1, 2]
         for s in snaps:
             vs = kube.get(k.SNAPSHOTS, namespace, s["details"]["snapshot"])
-            assert vs["status"]["readyToUse"] is True and s["details"]["restoreSize"] == "3Gi"
+            assert vs["status"]["readyToUse"] is True
+            assert_snapshot_holds_the_cut(
+                kube, s, result["manifest"], mirror.cluster_id, topic, node_id=s["broker_id"] + 1
+            )
+        # Restore, install the chart into the target namespace, verify: as a user does.
+        config_path = tmp_path / "kasten-bp.yaml"
+        write_config(config, config_path)
+        out = cli_json_for(config_path, "restore", result["backup_id"])
+        assert out["namespace"] == target and out["replicas"] == 3
+        create_statefulset(kube, target, "kafka", out["replicas"])
+        ready_replicas(kube, k.STATEFULSETS, target, "kafka", 3)
+        bootstrap = restored.bootstrap(target, "kafka")
+        assert bootstrap is not None
+        for i in range(3):
+            handle = volume_handle(kube, target, f"data-kafka-{i}")
+            assert handle.startswith(str(kube_env.csi_root / "volumes"))
+        report = cli_json_for(config_path, "verify", result["backup_id"], "--restored", bootstrap)
+        assert report["verdict"] == "consistent", report
+        checked = [p for p in report["partitions"] if p["topic"] == topic]
+        assert len(checked) == 3 and {p["status"] for p in checked} <= {"consistent", "behind"}
 
 
 def test_statefulset_stop_records_once_and_scales_back_exactly(
@@ -188,6 +224,6 @@ def test_statefulset_restore_creates_pvcs_from_snapshots(
             vs = kube.get(k.SNAPSHOTS, target, pvc["spec"]["dataSource"]["name"])
             assert vs["status"]["readyToUse"] is True
         platform.delete_snapshots("bk-sts-1")
-        assert kube.find(k.SNAPSHOTS, namespace) == []
+        wait_all_deleted(kube, k.SNAPSHOTS, namespace)
     finally:
         sims.stop()

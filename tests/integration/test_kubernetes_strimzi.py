@@ -1,6 +1,8 @@
-"""Platform strimzi against a REAL kube-apiserver; kubelet/operator/CSI played by
-tests/kube/simulator.py. The end-to-end test ties the broker pods to the lab's REAL mirror
-brokers and the KafkaMirrorMaker2 connectors to the lab's REAL Connect worker."""
+"""Platform strimzi against a REAL kube-apiserver, controller-manager, snapshot controllers,
+CSI sidecars and a hostpath CSI driver that holds bytes; kubelet and Strimzi operator played
+by tests/kube/simulator.py. The end-to-end test ties the broker pods to the lab's REAL mirror
+brokers (their PVs are the brokers' log dirs) and the KafkaMirrorMaker2 connectors to the
+lab's REAL Connect worker."""
 
 from __future__ import annotations
 
@@ -9,32 +11,43 @@ from pathlib import Path
 import pytest
 
 from kasten_bp.backup import Backups
+from kasten_bp.config import write_config
 from kasten_bp.connect import ConnectClient
 from kasten_bp.errors import RunFailed
+from kasten_bp.kafka import producing
 from kasten_bp.lab.load import LoadSpec, run_load
 from kasten_bp.manifest import ClusterInfo, Manifest
 from kasten_bp.platforms.kube import resources as k
 from kasten_bp.platforms.kube.api import Kube
 from kasten_bp.platforms.strimzi import PAUSE, StrimziPlatform, parse_node
+from kasten_bp.records import Record
 from kasten_bp.workflow.states import RunState
-from tests.kube.simulator import LabBinding
+from tests.kube.simulator import LabBinding, VolumeBrokers
 
-from .helpers import LabHandle, wait_mirrored
+from .helpers import BackgroundProducer, LabHandle, assert_all_mirrored, cli_json_for, wait_mirrored
 from .kube_fixture import (
     GROUP_CLASS,
     SNAPSHOT_CLASS,
     KubeEnv,
     Sims,
+    assert_snapshot_holds_the_cut,
+    bind_volumes,
     create_strimzi_cluster,
+    csi_faults,
     make_config,
     new_namespace,
     start_simulators,
+    volume_handle,
+    wait_all_deleted,
     wait_strimzi_ready,
 )
+from .log_segments import node_properties
+from .snapshot_surgery import replace_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
 
 CONNECTORS_STATE_RUNNING = {"RUNNING"}
+MARKER = b"KBP-MARKER-ORIGINAL-VALUE"
 
 
 def strimzi_config(kube_env: KubeEnv, lab: LabHandle, tmp_path: Path, ns: str, **fields):
@@ -75,26 +88,48 @@ def assert_cluster_back(kube: Kube, ns: str, sims: Sims, lab: LabHandle) -> None
     assert kube.get_optional(k.CONFIGMAPS, ns, "kasten-bp-mirror-podsets") is None
 
 
-def test_strimzi_backup_end_to_end_with_real_brokers(
+def test_strimzi_backup_restore_verify_with_real_brokers_and_volumes(
     kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, topic: str, tmp_path: Path
 ) -> None:
+    """Backup under load through the real snapshot controllers and CSI driver, then
+    `kasten-bp restore` into another namespace (PVCs from the snapshots by the real
+    provisioner, brokers started on those volumes) and `kasten-bp verify`: consistent."""
     assert lab.lab is not None
     mirror = lab.lab.require_state().mirror
+    target, damaged = new_namespace(kube, "restore"), new_namespace(kube, "damaged")
     binding = LabBinding(namespace, mirror, {f"mirror-dual-{b.id}": b for b in mirror.brokers})
+    bind_volumes(
+        kube, namespace, {f"data-mirror-dual-{b.id}": b.log_dir for b in mirror.brokers}, "2Gi"
+    )
     create_strimzi_cluster(kube, namespace, node_ids=tuple(b.id for b in mirror.brokers))
+    # What Strimzi reports for a cluster it made: the brokers' own cluster id.
+    kube.patch(
+        k.KAFKAS, namespace, "mirror", {"status": {"clusterId": mirror.cluster_id}}, sub="status"
+    )
     sims = start_simulators(
         kube,
-        [namespace],
+        [namespace, target, damaged],
         lab=binding,
         connect_url=lab.config.connect.url,
         bootstrap=mirror.bootstrap,
+        volumes=VolumeBrokers(
+            [target, damaged],
+            tmp_path / "restored-brokers",
+            # Every replica of partition 0, so whichever broker leads it serves the damage.
+            lambda ns, _, volume: flip(volume) if ns == damaged else None,
+        ),
     )
     try:
         wait_strimzi_ready(kube, namespace, timeout=120)
         run_load(lab.primary, LoadSpec(topic=topic, records=300, rate=0, partitions=3))
+        producing.produce(lab.primary, [Record(topic, 0, -1, 0, b"k", MARKER, ())])
         wait_mirrored(lab.primary, lab.mirror, topic)
-        config = strimzi_config(kube_env, lab, tmp_path, namespace)
-        result = Backups(config).backup("consistent")
+        flip = replace_bytes(topic, 0, MARKER, MARKER.replace(b"ORIGINAL", b"FLIPPED!"))
+        config = strimzi_config(
+            kube_env, lab, tmp_path, namespace, restore_namespace=target, timeout_seconds=120
+        )
+        with BackgroundProducer(lab.primary, topic, rate=50) as writer:
+            result = Backups(config).backup("consistent")
         assert result["status"] == RunState.COMPLETED, result
         # The pods were really gone (their brokers stopped) and came back.
         for b in mirror.brokers:
@@ -116,13 +151,42 @@ def test_strimzi_backup_end_to_end_with_real_brokers(
             assert vs["spec"]["source"]["persistentVolumeClaimName"] == d["pvc"]
             assert d["pvc"] == f"data-mirror-dual-{s['broker_id']}"
             assert d["node_id"] == s["broker_id"] and d["pool"] == "dual"
-            assert d["restoreSize"] == "2Gi" and s["size_bytes"] == 2 * 2**30
             assert (
                 d["boundVolumeSnapshotContentName"]
                 == vs["status"]["boundVolumeSnapshotContentName"]
             )
             assert d["cluster_id"] == kafka["status"]["clusterId"]
             assert d["volumeSnapshotClassName"] == SNAPSHOT_CLASS
+            assert_snapshot_holds_the_cut(kube, s, manifest, mirror.cluster_id, topic)
+        assert_all_mirrored(lab, topic, writer.acked)
+        # Restore and verify, as a user runs them.
+        config_path = tmp_path / "kasten-bp.yaml"
+        write_config(config, config_path)
+        restored = cli_json_for(config_path, "restore", result["backup_id"])
+        assert restored["namespace"] == target and restored["cluster_id"] == mirror.cluster_id
+        assert restored["bootstrap"] not in (mirror.bootstrap, lab.mirror)
+        for s in snaps:
+            handle = volume_handle(kube, target, s["details"]["pvc"])
+            assert handle.startswith(str(kube_env.csi_root / "volumes"))
+            assert node_properties(Path(handle))["node.id"] == str(s["broker_id"])
+        report = cli_json_for(config_path, "verify", result["backup_id"])
+        assert report["verdict"] == "consistent", report
+        assert report["restored_bootstrap"] == restored["bootstrap"]
+        checked = [p for p in report["partitions"] if p["topic"] == topic]
+        assert len(checked) == 3 and {p["status"] for p in checked} <= {"consistent", "behind"}
+        # A byte flipped in the restored volumes (before the brokers start): exit 1, and
+        # the report names the partition.
+        config.kubernetes.restore_namespace = damaged
+        write_config(config, config_path)
+        cli_json_for(config_path, "restore", result["backup_id"])
+        report = cli_json_for(config_path, "verify", result["backup_id"], "--deep", expect=1)
+        assert report["verdict"] == "inconsistent"
+        bad = {
+            p["partition"]
+            for p in report["partitions"]
+            if p["topic"] == topic and p["status"] not in ("consistent", "behind")
+        }
+        assert bad == {0}, report["partitions"]
     finally:
         sims.stop()
 
@@ -132,16 +196,16 @@ def test_snapshot_error_rolls_back(
 ) -> None:
     create_strimzi_cluster(kube, namespace)
     wait_strimzi_ready(kube, namespace)
-    sims.csi.error_for = "mirror-dual-2"
+    failing = volume_handle(kube, namespace, "data-mirror-dual-2")
     config = strimzi_config(kube_env, lab, tmp_path, namespace)
-    with pytest.raises(RunFailed) as err:
+    with csi_faults(kube_env, fail_snapshot=[failing]), pytest.raises(RunFailed) as err:
         Backups(config).backup("consistent")
     assert err.value.exit_code == 3
-    assert "volumesnapshot" in str(err.value) and "simulated snapshot failure" in str(err.value)
+    assert "volumesnapshot" in str(err.value) and "injected fault" in str(err.value)
     assert "data-mirror-dual-2" in str(err.value)
     assert_cluster_back(kube, namespace, sims, lab)
     # Half-made snapshots are gone.
-    assert kube.find(k.SNAPSHOTS, namespace) == []
+    wait_all_deleted(kube, k.SNAPSHOTS, namespace)
 
 
 def test_snapshot_never_ready_times_out_and_rolls_back(
@@ -149,13 +213,12 @@ def test_snapshot_never_ready_times_out_and_rolls_back(
 ) -> None:
     create_strimzi_cluster(kube, namespace)
     wait_strimzi_ready(kube, namespace)
-    sims.csi.never_ready = True
     config = strimzi_config(kube_env, lab, tmp_path, namespace, timeout_seconds=4)
-    with pytest.raises(RunFailed) as err:
+    with csi_faults(kube_env, never_ready=True), pytest.raises(RunFailed) as err:
         Backups(config).backup("consistent")
     assert "timed out after 4s waiting for 3 volumesnapshots" in str(err.value)
     assert_cluster_back(kube, namespace, sims, lab)
-    assert kube.find(k.SNAPSHOTS, namespace) == []
+    wait_all_deleted(kube, k.SNAPSHOTS, namespace)
 
 
 def test_pod_stuck_terminating_rolls_back(
@@ -242,7 +305,8 @@ def test_group_snapshot_jbod_maps_every_pvc_to_its_broker(
         assert info[content["status"]["snapshotHandle"]] == pv["spec"]["csi"]["volumeHandle"]
         assert d["pvc"] == f"data-{d['jbod_volume_id']}-mirror-dual-{ref.broker_id}"
     platform.delete_snapshots("bk-group-1")
-    assert kube.find(k.GROUP_SNAPSHOTS, namespace) == []
+    wait_all_deleted(kube, k.GROUP_SNAPSHOTS, namespace)
+    wait_all_deleted(kube, k.SNAPSHOTS, namespace)
 
 
 def test_strimzi_restore_follows_volume_recovery(

@@ -1,28 +1,28 @@
-"""What no API server does alone, played for tests against the REAL kube-apiserver from
-scripts/kube-test-env. Never imported by the product.
+"""What no real component here can do, played for tests against the REAL kube-apiserver and
+controllers of scripts/kube-test-env. Never imported by the product.
 
-- `KubeletSimulator`: the kubelet plus the StatefulSet/Deployment/StrimziPodSet pod
-  controllers and the garbage collector: creates Pod objects and marks them Ready, deletes
-  them on scale-down or on (foreground) deletion of their owner, creates StatefulSet PVCs.
-  Optionally ties pods to REAL lab broker processes: a pod's deletion stops its broker, its
-  creation starts it, and it turns Ready only when the broker listens.
+Real there: kube-apiserver, etcd, kube-controller-manager (StatefulSet controller, PV binder,
+garbage collector), snapshot-controller, csi-snapshotter, csi-provisioner, and a hostpath CSI
+driver (tests/kube/csi_hostpath.py) whose volumes and snapshots hold bytes.
+
+- `KubeletSimulator`: the kubelet (nothing here runs containers), plus the pod controllers
+  that no real controller plays here (StrimziPodSet, Deployment): creates their Pod
+  objects, holds every pod with a finalizer until "its container" has stopped, marks pods
+  Ready. Optionally ties pods to REAL lab broker processes: a pod's deletion stops its
+  broker, its creation starts it, and it turns Ready only when the broker listens.
 - `StrimziOperatorSimulator`: the Strimzi cluster operator's reconcile: ReconciliationPaused
   while annotated; otherwise node PVCs and one StrimziPodSet per KafkaNodePool, the Ready
   condition, and KafkaMirrorMaker2 connector states applied to the lab's REAL Connect worker
   through its REST API, with status.connectors read back from it.
-- `CsiSnapshotterSimulator`: the CSI provisioner and snapshotter: binds PVCs to PVs,
-  VolumeSnapshotContents with readyToUse and restoreSize, pre-provisioned contents,
-  VolumeGroupSnapshots with member snapshots.
 
-Failure modes are plain attributes a test flips: `CsiSnapshotterSimulator.error_for`,
-`.never_ready`; `KubeletSimulator.stuck`; `StrimziOperatorSimulator.never_ready`,
-`.ignore_pause`.
+Failure modes are plain attributes a test flips: `KubeletSimulator.stuck`;
+`StrimziOperatorSimulator.never_ready`, `.ignore_pause`. Snapshot faults are the CSI
+driver's (`tests.kube.csi_hostpath.set_faults`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import threading
@@ -30,12 +30,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kasten_bp.connect import ConnectClient
 from kasten_bp.lab import kraft
 from kasten_bp.lab.kraft import BrokerSpec, ClusterSpec
-from kasten_bp.lab.ports import is_listening
+from kasten_bp.lab.ports import free_ports, is_listening
 from kasten_bp.platforms.kube import resources as k
 from kasten_bp.platforms.kube.api import Conflict, Kube, NotFound
 
@@ -43,8 +44,6 @@ log = logging.getLogger("kube-simulator")
 
 FINALIZER = "kasten-bp.test/simulated-kubelet"
 PAUSE = "strimzi.io/pause-reconciliation"
-DRIVER = "sim.csi.kasten-bp.test"
-GROUP_MEMBER_LABEL = "groupsnapshot.storage.k8s.io/volumeGroupSnapshotName"
 
 
 def _now() -> str:
@@ -76,6 +75,12 @@ def _set_condition(
     return [c for c in conditions if c.get("type") != kind] + [
         {"type": kind, "status": status, "lastTransitionTime": _now()}
     ]
+
+
+def _properties(path: Path) -> dict[str, str]:
+    """A Java properties file of `key=value` lines (meta.properties)."""
+    pairs = (ln.split("=", 1) for ln in path.read_text().splitlines() if "=" in ln)
+    return {key.strip(): value.strip() for key, value in pairs}
 
 
 class _Loop:
@@ -137,12 +142,43 @@ class LabBinding:
     pods: dict[str, BrokerSpec] = field(default_factory=dict)
 
 
+@dataclass
+class VolumeBrokers:
+    """Clusters whose brokers run on their pods' volumes: in `namespaces`, the pods of a
+    StrimziPodSet or StatefulSet become REAL Kafka brokers (node id and cluster id from the
+    volume's meta.properties) whose log dir is the directory of the PVC bound to the pod
+    (`data-<pod>`, the hostpath CSI driver's volume handle), on fresh ports. How a restored
+    cluster comes up. One volume per broker (no JBOD)."""
+
+    namespaces: list[str]
+    workdir: Path
+    # Called with (namespace, pod, volume directory) before the pod's broker first starts:
+    # how a test damages a restored volume.
+    prepare: Callable[[str, str, Path], None] | None = None
+    clusters: dict[tuple[str, str], ClusterSpec] = field(default_factory=dict)
+
+    def bootstrap(self, ns: str, owner_prefix: str) -> str | None:
+        """Bootstrap of the cluster started for the owner (StrimziPodSet `<kafka>-<pool>`
+        or StatefulSet) whose name starts with `owner_prefix`."""
+        for (cluster_ns, owner), cluster in self.clusters.items():
+            if cluster_ns == ns and owner.startswith(owner_prefix):
+                return cluster.bootstrap
+        return None
+
+
 class KubeletSimulator(_Loop):
     name = "kubelet-simulator"
 
-    def __init__(self, kube: Kube, namespaces: list[str], lab: LabBinding | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        namespaces: list[str],
+        lab: LabBinding | None = None,
+        volumes: VolumeBrokers | None = None,
+    ) -> None:
         super().__init__(kube, namespaces)
         self.lab = lab
+        self.volumes = volumes
         # Failure mode: pod name -> time.monotonic() until which its deletion hangs
         # (float("inf"): never completes).
         self.stuck: dict[str, float] = {}
@@ -150,24 +186,112 @@ class KubeletSimulator(_Loop):
         self.deleted: list[str] = []
 
     def _bound(self, ns: str, name: str) -> BrokerSpec | None:
-        if self.lab is None or self.lab.namespace != ns:
-            return None
-        return self.lab.pods.get(name)
+        found = self._bound_in(ns, name)
+        return found[1] if found else None
+
+    def _bound_in(self, ns: str, name: str) -> tuple[ClusterSpec, BrokerSpec] | None:
+        """The REAL broker a pod stands for, with its cluster."""
+        if self.lab is not None and self.lab.namespace == ns and name in self.lab.pods:
+            return self.lab.cluster, self.lab.pods[name]
+        for (cluster_ns, _), cluster in (self.volumes.clusters if self.volumes else {}).items():
+            for broker in cluster.brokers if cluster_ns == ns else []:
+                if Path(broker.run_dir).name == name:
+                    return cluster, broker
+        return None
+
+    def stop(self) -> None:
+        super().stop()
+        for cluster in self.volumes.clusters.values() if self.volumes else []:
+            kraft.stop_brokers([b for b in cluster.brokers if b.handle.alive()])
+
+    def _launch_from_volumes(self, owner: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+        """Once every pod of a StrimziPodSet or StatefulSet exists and its PVC is bound: plan
+        the cluster on the volumes (all voters must be known before the first broker
+        starts), and start the brokers of the pods there are."""
+        meta = owner["metadata"]
+        ns = meta["namespace"]
+        if self.volumes is None or ns not in self.volumes.namespaces:
+            return
+        if (ns, meta["name"]) in self.volumes.clusters:
+            return
+        spec = owner.get("spec") or {}
+        names = (
+            [m["metadata"]["name"] for m in spec.get("pods") or []]
+            if "pods" in spec
+            else [f"{meta['name']}-{i}" for i in range(int(spec.get("replicas", 1)))]
+        )
+        live = {
+            p["metadata"]["name"]
+            for p in pods
+            if p["metadata"]["namespace"] == ns and not p["metadata"].get("deletionTimestamp")
+        }
+        if not names or not set(names) <= live:
+            return
+        dirs = {}
+        for name in names:
+            claim = self.kube.get_optional(k.PVCS, ns, f"data-{name}")
+            volume = ((claim or {}).get("spec") or {}).get("volumeName")
+            if not volume:
+                return
+            dirs[name] = self.kube.get(k.PVS, None, volume)["spec"]["csi"]["volumeHandle"]
+        if self.volumes.prepare is not None:
+            for name, directory in dirs.items():
+                self.volumes.prepare(ns, name, Path(directory))
+        props = {name: _properties(Path(d) / "meta.properties") for name, d in dirs.items()}
+        ports = free_ports(2 * len(names))
+        brokers = [
+            BrokerSpec(
+                id=int(props[name]["node.id"]),
+                port=ports[2 * i],
+                controller_port=ports[2 * i + 1],
+                log_dir=dirs[name],
+                run_dir=str(self.volumes.workdir / ns / name),
+            )
+            for i, name in enumerate(names)
+        ]
+        cluster_id = props[names[0]]["cluster.id"]
+        cluster = ClusterSpec(name=f"{ns}-{meta['name']}", cluster_id=cluster_id, brokers=brokers)
+        kraft.write_configs(cluster)
+        self.volumes.clusters[(ns, meta["name"])] = cluster
+        for broker in brokers:
+            kraft.start_broker(cluster, broker)
 
     def tick(self) -> None:
         pods = self.find(k.PODS)
         by_key = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in pods}
-        owners: dict[str, dict[str, Any]] = {}
-        for res in (k.PODSETS, k.STATEFULSETS, k.DEPLOYMENTS):
+        # StatefulSets are the real controller-manager's; garbage collection too.
+        for res in (k.PODSETS, k.DEPLOYMENTS):
             for owner in self.find(res):
-                owners[_uid(owner)] = owner
-                self._reconcile_owner(res, owner, pods, by_key)
+                if not owner["metadata"].get("deletionTimestamp"):
+                    self._reconcile_owner(res, owner, pods, by_key)
+        for res in (k.PODSETS, k.STATEFULSETS):
+            for owner in self.find(res):
+                self._launch_from_volumes(owner, pods)
+        self._admit(pods)
         self._terminate(pods)
         self._mark_ready(pods)
-        for pod in pods:  # garbage collection of orphans
-            refs = pod["metadata"].get("ownerReferences") or []
-            if refs and not any(r.get("uid") in owners for r in refs):
-                self._delete_pod(pod)
+
+    def _admit(self, pods: list[dict[str, Any]]) -> None:
+        """Pods made by a real controller: hold them until their container has stopped (as
+        a kubelet does), and start the lab broker a pod stands for."""
+        for pod in pods:
+            meta = pod["metadata"]
+            if meta.get("deletionTimestamp") or FINALIZER in (meta.get("finalizers") or []):
+                continue
+            self._start_bound(meta["namespace"], meta["name"])
+            with contextlib.suppress(NotFound, Conflict):
+                self.kube.patch(
+                    k.PODS,
+                    meta["namespace"],
+                    meta["name"],
+                    {"metadata": {"finalizers": [*(meta.get("finalizers") or []), FINALIZER]}},
+                )
+                self.created.append(f"{meta['namespace']}/{meta['name']}")
+
+    def _start_bound(self, ns: str, name: str) -> None:
+        found = self._bound_in(ns, name)
+        if found is not None and not found[1].handle.alive():
+            kraft.start_broker(*found)
 
     # desired pods per owner
     def _reconcile_owner(
@@ -180,14 +304,6 @@ class KubeletSimulator(_Loop):
         meta = owner["metadata"]
         ns, uid = meta["namespace"], meta["uid"]
         mine = [p for p in pods if _owned_by(p, uid)]
-        if meta.get("deletionTimestamp"):
-            for pod in mine:
-                self._delete_pod(pod)
-            finalizers = meta.get("finalizers") or []
-            if not mine and "foregroundDeletion" in finalizers:
-                rest = [f for f in finalizers if f != "foregroundDeletion"]
-                self.kube.patch(res, ns, meta["name"], {"metadata": {"finalizers": rest or None}})
-            return
         spec = owner.get("spec") or {}
         desired: dict[str, dict[str, Any]] = {}
         if res is k.PODSETS:
@@ -196,7 +312,7 @@ class KubeletSimulator(_Loop):
         else:
             template = spec.get("template") or {}
             for i in range(int(spec.get("replicas", 1))):
-                name = f"{meta['name']}-{i}" if res is k.STATEFULSETS else f"{meta['name']}-sim-{i}"
+                name = f"{meta['name']}-sim-{i}"
                 desired[name] = {
                     "metadata": {
                         "name": name,
@@ -204,11 +320,7 @@ class KubeletSimulator(_Loop):
                     },
                     "spec": template.get("spec") or {},
                 }
-                if res is k.STATEFULSETS:
-                    self._ensure_claims(owner, i)
-        kind = {"strimzipodsets": "StrimziPodSet", "statefulsets": "StatefulSet"}.get(
-            res.plural, "Deployment"
-        )
+        kind = "StrimziPodSet" if res is k.PODSETS else "Deployment"
         for name, manifest in desired.items():
             if (ns, name) not in by_key:
                 self._create_pod(ns, name, manifest, _owner_ref(owner, res.api_version, kind))
@@ -233,27 +345,10 @@ class KubeletSimulator(_Loop):
             if any(current.get(key) != v for key, v in status.items()):
                 self.patch_status(res, owner, status)
 
-    def _ensure_claims(self, sts: dict[str, Any], ordinal: int) -> None:
-        ns, name = sts["metadata"]["namespace"], sts["metadata"]["name"]
-        for template in (sts.get("spec") or {}).get("volumeClaimTemplates") or []:
-            claim = f"{template['metadata']['name']}-{name}-{ordinal}"
-            if self.kube.get_optional(k.PVCS, ns, claim) is None:
-                labels = {
-                    **(((sts["spec"].get("selector") or {}).get("matchLabels")) or {}),
-                    **((template.get("metadata") or {}).get("labels") or {}),
-                }
-                self.kube.create(
-                    k.PVCS,
-                    ns,
-                    {"metadata": {"name": claim, "labels": labels}, "spec": template["spec"]},
-                )
-
     def _create_pod(
         self, ns: str, name: str, manifest: dict[str, Any], owner: dict[str, Any]
     ) -> None:
-        broker = self._bound(ns, name)
-        if broker is not None and self.lab is not None:
-            kraft.start_broker(self.lab.cluster, broker)
+        self._start_bound(ns, name)
         spec = dict(manifest.get("spec") or {})
         if not spec.get("containers"):
             spec["containers"] = [{"name": "kafka", "image": "quay.io/strimzi/kafka:sim"}]
@@ -306,9 +401,12 @@ class KubeletSimulator(_Loop):
         for pod in pods:
             if pod["metadata"].get("deletionTimestamp") or k.condition_true(pod, "Ready"):
                 continue
-            broker = self._bound(pod["metadata"]["namespace"], pod["metadata"]["name"])
+            ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+            broker = self._bound(ns, name)
             if broker is not None and not (broker.handle.alive() and is_listening(broker.port)):
                 continue
+            if broker is None and self.volumes is not None and ns in self.volumes.namespaces:
+                continue  # its broker has not been started on its volume yet
             conditions = [
                 {"type": t, "status": "True", "lastTransitionTime": _now()}
                 for t in ("Initialized", "ContainersReady", "Ready", "PodScheduled")
@@ -546,271 +644,3 @@ class StrimziOperatorSimulator(_Loop):
             or not k.condition_true(mm2, "Ready")
         ):
             self.patch_status(k.MIRRORMAKER2S, mm2, status)
-
-
-# --- the CSI provisioner and snapshotter ---------------------------------------------------
-
-
-class CsiSnapshotterSimulator(_Loop):
-    name = "csi-snapshotter-simulator"
-
-    def __init__(self, kube: Kube, namespaces: list[str], driver: str = DRIVER) -> None:
-        super().__init__(kube, namespaces)
-        self.driver = driver
-        # Failure modes: snapshots of PVCs whose name contains `error_for` ("" = all) get
-        # status.error; with `never_ready` they are bound but never readyToUse.
-        self.error_for: str | None = None
-        self.error_message = "rpc error: code = Internal desc = simulated snapshot failure"
-        self.never_ready = False
-
-    def tick(self) -> None:
-        for pvc in self.find(k.PVCS):
-            if not (pvc.get("spec") or {}).get("volumeName"):
-                self._provision(pvc)
-        for vs in self.find(k.SNAPSHOTS):
-            if not vs["metadata"].get("deletionTimestamp"):
-                self._snapshot(vs)
-        for vgs in self.find(k.GROUP_SNAPSHOTS):
-            if not (vgs.get("status") or {}).get("readyToUse"):
-                self._group(vgs)
-
-    def _provision(self, pvc: dict[str, Any]) -> None:
-        meta, spec = pvc["metadata"], pvc.get("spec") or {}
-        pv_name = f"pvc-{meta['uid']}"
-        if self.kube.get_optional(k.PVS, None, pv_name) is None:
-            body = {
-                "metadata": {"name": pv_name},
-                "spec": {
-                    "capacity": {"storage": spec["resources"]["requests"]["storage"]},
-                    "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Delete",
-                    "storageClassName": spec.get("storageClassName") or "",
-                    "csi": {"driver": self.driver, "volumeHandle": f"vol-{meta['uid']}"},
-                    "claimRef": {
-                        "namespace": meta["namespace"],
-                        "name": meta["name"],
-                        "uid": meta["uid"],
-                    },
-                },
-            }
-            self.kube.create(k.PVS, None, body)
-        self.kube.patch(k.PVCS, meta["namespace"], meta["name"], {"spec": {"volumeName": pv_name}})
-        self.patch_status(k.PVCS, pvc, {"phase": "Bound"})
-
-    def _volume_handle(self, ns: str, pvc_name: str) -> tuple[str, str]:
-        pvc = self.kube.get(k.PVCS, ns, pvc_name)
-        size = pvc["spec"]["resources"]["requests"]["storage"]
-        return f"vol-{pvc['metadata']['uid']}", str(size)
-
-    def _snapshot(self, vs: dict[str, Any]) -> None:
-        meta, spec = vs["metadata"], vs.get("spec") or {}
-        status = vs.get("status") or {}
-        if status.get("readyToUse") or status.get("error"):
-            return
-        ns = meta["namespace"]
-        source = spec.get("source") or {}
-        pvc_name = source.get("persistentVolumeClaimName")
-        if pvc_name and self.error_for is not None and self.error_for in pvc_name:
-            self.patch_status(
-                k.SNAPSHOTS,
-                vs,
-                {"readyToUse": False, "error": {"message": self.error_message, "time": _now()}},
-            )
-            return
-        if status.get("boundVolumeSnapshotContentName") and self.never_ready:
-            return
-        if pvc_name:
-            handle, size = self._volume_handle(ns, pvc_name)
-            content_name = f"snapcontent-{meta['uid']}"
-            if self.kube.get_optional(k.SNAPSHOT_CONTENTS, None, content_name) is None:
-                self.kube.create(
-                    k.SNAPSHOT_CONTENTS,
-                    None,
-                    {
-                        "metadata": {"name": content_name},
-                        "spec": {
-                            "deletionPolicy": "Delete",
-                            "driver": self.driver,
-                            "source": {"volumeHandle": handle},
-                            "volumeSnapshotClassName": spec.get("volumeSnapshotClassName"),
-                            "volumeSnapshotRef": {
-                                "kind": "VolumeSnapshot",
-                                "name": meta["name"],
-                                "namespace": ns,
-                                "uid": meta["uid"],
-                            },
-                        },
-                    },
-                )
-        else:
-            content_name = source["volumeSnapshotContentName"]
-            content = self.kube.get(k.SNAPSHOT_CONTENTS, None, content_name)
-            size = str(
-                (content.get("status") or {}).get("restoreSize")
-                or self._original_size(content["spec"]["source"].get("snapshotHandle"))
-                or "1Gi"
-            )
-        content = self.kube.get(k.SNAPSHOT_CONTENTS, None, content_name)
-        ready = not self.never_ready
-        snap_handle = (content["spec"].get("source") or {}).get(
-            "snapshotHandle"
-        ) or f"snap-{meta['uid']}"
-        self.patch_status(
-            k.SNAPSHOT_CONTENTS,
-            content,
-            {
-                "snapshotHandle": snap_handle,
-                "readyToUse": ready,
-                "restoreSize": k.parse_quantity(size),
-                "creationTime": time.time_ns(),
-            },
-        )
-        self.patch_status(
-            k.SNAPSHOTS,
-            vs,
-            {
-                "boundVolumeSnapshotContentName": content_name,
-                "readyToUse": ready,
-                "restoreSize": size,
-                "creationTime": _now(),
-            },
-        )
-
-    def _original_size(self, snapshot_handle: str | None) -> str | None:
-        for content in self.kube.find(k.SNAPSHOT_CONTENTS, None):
-            st = content.get("status") or {}
-            if st.get("snapshotHandle") == snapshot_handle and st.get("restoreSize"):
-                return str(st["restoreSize"])
-        return None
-
-    def _group(self, vgs: dict[str, Any]) -> None:
-        """v1beta2 style: member VolumeSnapshots owned by the group, pre-bound to member
-        contents that carry only a snapshotHandle; the group content lists
-        (volumeHandle, snapshotHandle) pairs."""
-        meta, ns = vgs["metadata"], vgs["metadata"]["namespace"]
-        selector = (((vgs.get("spec") or {}).get("source") or {}).get("selector") or {}).get(
-            "matchLabels"
-        ) or {}
-        if self.error_for == "":
-            self.patch_status(
-                k.GROUP_SNAPSHOTS,
-                vgs,
-                {"readyToUse": False, "error": {"message": self.error_message, "time": _now()}},
-            )
-            return
-        pvcs = self.kube.find(k.PVCS, ns, selector)
-        if any(not (p.get("spec") or {}).get("volumeName") for p in pvcs):
-            return  # wait for binding
-        gcontent = f"groupsnapcontent-{meta['uid']}"
-        infos = []
-        for pvc in pvcs:
-            handle, size = self._volume_handle(ns, pvc["metadata"]["name"])
-            digest = hashlib.sha256(f"{meta['uid']}{handle}".encode()).hexdigest()[:12]
-            snap_handle = f"groupsnap-{digest}"
-            content_name, vs_name = f"snapcontent-{digest}", f"snapshot-{digest}"
-            if self.kube.get_optional(k.SNAPSHOT_CONTENTS, None, content_name) is None:
-                self.kube.create(
-                    k.SNAPSHOT_CONTENTS,
-                    None,
-                    {
-                        "metadata": {"name": content_name},
-                        "spec": {
-                            "deletionPolicy": "Delete",
-                            "driver": self.driver,
-                            "source": {"snapshotHandle": snap_handle},
-                            "volumeSnapshotRef": {
-                                "kind": "VolumeSnapshot",
-                                "name": vs_name,
-                                "namespace": ns,
-                            },
-                        },
-                    },
-                )
-            content = self.kube.get(k.SNAPSHOT_CONTENTS, None, content_name)
-            self.patch_status(
-                k.SNAPSHOT_CONTENTS,
-                content,
-                {
-                    "snapshotHandle": snap_handle,
-                    "readyToUse": True,
-                    "restoreSize": k.parse_quantity(size),
-                    "volumeGroupSnapshotHandle": f"group-{meta['uid']}",
-                },
-            )
-            if self.kube.get_optional(k.SNAPSHOTS, ns, vs_name) is None:
-                self.kube.create(
-                    k.SNAPSHOTS,
-                    ns,
-                    {
-                        "metadata": {
-                            "name": vs_name,
-                            "labels": {GROUP_MEMBER_LABEL: meta["name"]},
-                            "ownerReferences": [
-                                _owner_ref(
-                                    vgs, k.GROUP_SNAPSHOTS.api_version, "VolumeGroupSnapshot"
-                                )
-                            ],
-                        },
-                        "spec": {"source": {"volumeSnapshotContentName": content_name}},
-                    },
-                )
-            member = self.kube.get(k.SNAPSHOTS, ns, vs_name)
-            self.patch_status(
-                k.SNAPSHOTS,
-                member,
-                {
-                    "boundVolumeSnapshotContentName": content_name,
-                    "readyToUse": True,
-                    "restoreSize": size,
-                    "volumeGroupSnapshotName": meta["name"],
-                },
-            )
-            infos.append(
-                {
-                    "volumeHandle": handle,
-                    "snapshotHandle": snap_handle,
-                    "readyToUse": True,
-                    "restoreSize": k.parse_quantity(size),
-                }
-            )
-        if self.kube.get_optional(k.GROUP_SNAPSHOT_CONTENTS, None, gcontent) is None:
-            self.kube.create(
-                k.GROUP_SNAPSHOT_CONTENTS,
-                None,
-                {
-                    "metadata": {"name": gcontent},
-                    "spec": {
-                        "deletionPolicy": "Delete",
-                        "driver": self.driver,
-                        "source": {"volumeHandles": [i["volumeHandle"] for i in infos]},
-                        "volumeGroupSnapshotClassName": (vgs.get("spec") or {}).get(
-                            "volumeGroupSnapshotClassName"
-                        ),
-                        "volumeGroupSnapshotRef": {
-                            "kind": "VolumeGroupSnapshot",
-                            "name": meta["name"],
-                            "namespace": ns,
-                            "uid": meta["uid"],
-                        },
-                    },
-                },
-            )
-        gc = self.kube.get(k.GROUP_SNAPSHOT_CONTENTS, None, gcontent)
-        self.patch_status(
-            k.GROUP_SNAPSHOT_CONTENTS,
-            gc,
-            {
-                "readyToUse": not self.never_ready,
-                "volumeGroupSnapshotHandle": f"group-{meta['uid']}",
-                "volumeSnapshotInfoList": infos,
-            },
-        )
-        self.patch_status(
-            k.GROUP_SNAPSHOTS,
-            vgs,
-            {
-                "boundVolumeGroupSnapshotContentName": gcontent,
-                "readyToUse": not self.never_ready,
-                "creationTime": _now(),
-            },
-        )
