@@ -36,12 +36,22 @@ from kasten_bp.platforms.kube.platform import KubePlatform
 from kasten_bp.platforms.kube.restore import restore_pvcs
 from kasten_bp.platforms.kube.snapshots import Volume, pvc_template
 from kasten_bp.platforms.mm2_rest import ConnectRestMirrorMaker
+from kasten_bp.platforms.strimzi_objects import (
+    CLUSTER,
+    PAUSE,
+    TOPICS,
+    USERS,
+    apply_paused,
+    apply_secrets,
+    backup_access,
+    capture,
+    clean_object,
+    restore_access,
+)
 from kasten_bp.waiting import announce, wait_for
 
 log = logging.getLogger(__name__)
 
-PAUSE = "strimzi.io/pause-reconciliation"
-CLUSTER = "strimzi.io/cluster"
 KIND = "strimzi.io/kind"
 POOL = "strimzi.io/pool-name"
 NEXT_NODE_IDS = "strimzi.io/next-node-ids"
@@ -52,7 +62,6 @@ CONNECTOR_FIELDS = {
     "MirrorCheckpointConnector": "checkpointConnector",
     "MirrorHeartbeatConnector": "heartbeatConnector",
 }
-_META_DROP = ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation")
 
 
 def parse_node(pvc_name: str, cluster: str, pool: str) -> tuple[int, int | None] | None:
@@ -68,16 +77,6 @@ def parse_node(pvc_name: str, cluster: str, pool: str) -> tuple[int, int | None]
         return int(node), None
     volume = head.removeprefix("data-")
     return (int(node), int(volume)) if volume.isdigit() else None
-
-
-def clean_object(obj: dict[str, Any]) -> dict[str, Any]:
-    """An object as it can be created again: no status, no server-set metadata."""
-    meta = {key: v for key, v in obj.get("metadata", {}).items() if key not in _META_DROP}
-    meta.pop("deletionTimestamp", None)
-    if meta.get("annotations"):
-        meta["annotations"] = {a: v for a, v in meta["annotations"].items() if a != PAUSE}
-    meta.pop("deletionGracePeriodSeconds", None)
-    return {"metadata": meta, "spec": obj.get("spec") or {}}
 
 
 class StrimziMirrorMaker:
@@ -223,6 +222,7 @@ class StrimziPlatform(KubePlatform):
             + r.access(r.PODS, "list")
             + r.access(r.PVCS, "list")
             + r.access(r.CONFIGMAPS, "get", "create", "update", "delete")  # the podset record
+            + backup_access(self.cluster)  # topics, users, CA secrets: saved for a restore
         )
         if self.k8s.mirrormaker:
             needs += r.access(r.MIRRORMAKER2S, "get", "patch")
@@ -235,10 +235,11 @@ class StrimziPlatform(KubePlatform):
             + r.access(r.KAFKAS, "patch", sub="status")
             + r.access(r.NODE_POOLS, "get", "create")
             + r.access(r.PODS, "list")
+            + restore_access()  # CA secrets, then topics, users and MM2 applied paused
         )
 
     def cluster_crds(self) -> list[r.Resource]:
-        crds = [r.KAFKAS, r.NODE_POOLS, r.PODSETS]
+        crds = [r.KAFKAS, r.NODE_POOLS, r.PODSETS, TOPICS, USERS]
         if self.k8s.mirrormaker:
             crds.append(r.MIRRORMAKER2S)
         return crds
@@ -418,7 +419,8 @@ class StrimziPlatform(KubePlatform):
         self, backup_id: str, broker_ids: list[int], timeout: float
     ) -> list[SnapshotRef]:
         """The node PVCs, with what a restore recreates the cluster from: its Kafka and
-        KafkaNodePools as they are, and its cluster id."""
+        KafkaNodePools as they are, its cluster id, its KafkaTopics, KafkaUsers and
+        KafkaMirrorMaker2, and references to its CA secrets (see strimzi_objects)."""
         kafka = self._kafka()
         pools = self.kube.find(r.NODE_POOLS, self.namespace, {CLUSTER: self.cluster})
         cluster = {
@@ -428,6 +430,7 @@ class StrimziPlatform(KubePlatform):
                 "name": self.cluster,
                 "kafka": clean_object(kafka),
                 "node_pools": [clean_object(p) for p in pools],
+                **capture(self.kube, self.namespace, self.cluster, self.k8s.mirrormaker),
             },
         }
         vols = [v for v in self.volumes() if v.broker_id in broker_ids]
@@ -462,6 +465,8 @@ class StrimziPlatform(KubePlatform):
         cluster_id = str(refs[0].get("cluster_id") or manifest.mirror.cluster_id)
         pvcs = restore_pvcs(self.kube, target, manifest.backup_id, refs, timeout)
         announce(f"restored pvcs {pvcs}")
+        # The CAs before the Kafka: Strimzi keeps CA secrets it finds, and clients trust them.
+        warnings = apply_secrets(self.kube, spec, target)
         marks = {CLUSTER_ID_ANNOTATION: cluster_id, RESTORED_FROM: manifest.backup_id}
         nodes_by_pool: dict[str, set[int]] = {}
         for ref in refs:
@@ -511,7 +516,13 @@ class StrimziPlatform(KubePlatform):
             or _bootstrap(restored)
             or (f"{self.cluster}-kafka-bootstrap.{target}.svc:9092")
         )
+        applied = apply_paused(self.kube, spec, target)
+        announce(f"applied paused to {target}: {applied}")
+        for warning in warnings:
+            log.warning("%s", warning)
         return {
+            "paused": applied,
+            "warnings": warnings,
             "bootstrap": bootstrap,
             "namespace": target,
             "cluster": self.cluster,

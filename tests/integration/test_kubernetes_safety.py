@@ -35,14 +35,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
 LIMITED = "kasten-bp-limited"
 
 
-def untouched(kube: Kube, ns: str) -> None:
-    kafka = kube.get(k.KAFKAS, ns, "mirror")
-    assert PAUSE not in (kafka["metadata"].get("annotations") or {})
-    assert kube.find(k.LEASES, ns) == []
-    assert kube.find(k.SNAPSHOTS, ns) == []
-    assert len(kube.find(k.PODSETS, ns)) == 1
-
-
 def test_rbac_denied_is_one_line_exit_2_and_nothing_changes(
     kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, tmp_path: Path
 ) -> None:
@@ -311,3 +303,87 @@ def test_lease_refuses_a_concurrent_run_and_takes_over_an_expired_one(
         assert PAUSE not in (kafka["metadata"].get("annotations") or {})
     finally:
         sims.stop()
+
+
+def grant(kube: Kube, ns: str, accesses: set[k.Access], name: str) -> list[tuple[k.Resource, str]]:
+    """A Role (and a ClusterRole for cluster-scoped resources) granting exactly `accesses`
+    to the limited user; returns the cluster-wide objects to delete afterwards."""
+    rbac = "rbac.authorization.k8s.io"
+    made: list[tuple[k.Resource, str]] = []
+    for namespaced in (True, False):
+        rules = [
+            {
+                "apiGroups": [a.resource.group],
+                "resources": [a.resource.plural + (f"/{a.subresource}" if a.subresource else "")],
+                "verbs": [a.verb],
+                **({"resourceNames": [a.name]} if a.name else {}),
+            }
+            for a in sorted(accesses, key=str)
+            if a.resource.namespaced == namespaced
+        ]
+        kind = "Role" if namespaced else "ClusterRole"
+        role = k.Resource(rbac, "v1", kind.lower() + "s", kind, namespaced=namespaced)
+        binding = k.Resource(
+            rbac, "v1", kind.lower() + "bindings", kind + "Binding", namespaced=namespaced
+        )
+        where = ns if namespaced else None
+        kube.create(role, where, {"metadata": {"name": name}, "rules": rules})
+        kube.create(
+            binding,
+            where,
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": rbac, "kind": kind, "name": name},
+                "subjects": [{"apiGroup": rbac, "kind": "User", "name": LIMITED}],
+            },
+        )
+        if not namespaced:
+            made += [(binding, name), (role, name)]
+    return made
+
+
+def test_403_on_volumesnapshot_creation_is_one_line_exit_2_and_nothing_changes(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, tmp_path: Path
+) -> None:
+    """Everything the Strimzi platform needs is granted except creating VolumeSnapshots: the
+    API server's own answer to that one request is reported before the mirror is touched."""
+    create_strimzi_cluster(kube, namespace)
+    config = make_config(
+        kube_env,
+        lab.config,
+        tmp_path / "c",
+        "strimzi",
+        namespace,
+        "mirror",
+        limited=True,
+        snapshot_class=SNAPSHOT_CLASS,
+        mirrormaker="mm2",
+    )
+    platform = StrimziPlatform(config)
+    create_snapshots = k.Access("create", k.SNAPSHOTS)
+    needs = set(platform.required_access())
+    assert create_snapshots in needs
+    cluster_wide = grant(kube, namespace, needs - {create_snapshots}, f"all-but-{namespace}")
+    try:
+        time.sleep(1)  # RBAC is served from an informer cache
+        assert not platform.kube.allowed(create_snapshots, namespace)
+        with pytest.raises(UsageError) as err:
+            Backups(config).backup("consistent")
+        assert err.value.exit_code == 2
+        assert "\n" not in str(err.value)
+        assert str(err.value) == (
+            "preflight failed: forbidden: cannot create volumesnapshots.snapshot.storage.k8s.io "
+            f"in namespace {namespace} (user {LIMITED})"
+        )
+        kafka = kube.get(k.KAFKAS, namespace, "mirror")
+        assert PAUSE not in (kafka["metadata"].get("annotations") or {})
+        assert kube.find(k.SNAPSHOTS, namespace) == []
+        assert all(
+            not (le.get("spec") or {}).get("holderIdentity")
+            for le in kube.find(k.LEASES, namespace)
+        )
+        mm2 = kube.get(k.MIRRORMAKER2S, namespace, "mm2")
+        assert mm2["spec"]["mirrors"][0]["sourceConnector"]["state"] == "running"
+    finally:
+        for res, name in cluster_wide:  # other tests expect the limited user to have nothing
+            kube.delete(res, None, name)

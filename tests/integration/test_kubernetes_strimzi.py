@@ -6,7 +6,10 @@ lab's REAL Connect worker."""
 
 from __future__ import annotations
 
+import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,13 +23,16 @@ from kasten_bp.manifest import ClusterInfo, Manifest
 from kasten_bp.platforms.kube import resources as k
 from kasten_bp.platforms.kube.api import Kube
 from kasten_bp.platforms.strimzi import PAUSE, StrimziPlatform, parse_node
+from kasten_bp.platforms.strimzi_objects import TOPICS, USERS, ca_secret_names
 from kasten_bp.records import Record
+from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.states import RunState
 from tests.kube.simulator import LabBinding, VolumeBrokers
 
 from .helpers import BackgroundProducer, LabHandle, assert_all_mirrored, cli_json_for, wait_mirrored
 from .kube_fixture import (
     GROUP_CLASS,
+    ROOT,
     SNAPSHOT_CLASS,
     KubeEnv,
     Sims,
@@ -48,6 +54,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
 
 CONNECTORS_STATE_RUNNING = {"RUNNING"}
 MARKER = b"KBP-MARKER-ORIGINAL-VALUE"
+SECRET_VALUE = "c2VjcmV0LWNhLWtleS1ieXRlcw=="  # base64 of a stand-in CA key
 
 
 def strimzi_config(kube_env: KubeEnv, lab: LabHandle, tmp_path: Path, ns: str, **fields):
@@ -102,6 +109,27 @@ def test_strimzi_backup_restore_verify_with_real_brokers_and_volumes(
         kube, namespace, {f"data-mirror-dual-{b.id}": b.log_dir for b in mirror.brokers}, "2Gi"
     )
     create_strimzi_cluster(kube, namespace, node_ids=tuple(b.id for b in mirror.brokers))
+    # What Strimzi keeps beside the volumes: a topic and a user resource, the CA secrets.
+    cr_labels = {"strimzi.io/cluster": "mirror"}
+    kube.create(
+        TOPICS,
+        namespace,
+        {"metadata": {"name": "orders", "labels": cr_labels}, "spec": {"partitions": 3}},
+    )
+    kube.create(
+        USERS,
+        namespace,
+        {
+            "metadata": {"name": "app", "labels": cr_labels},
+            "spec": {"authentication": {"type": "scram-sha-512"}},
+        },
+    )
+    for name in ca_secret_names("mirror"):
+        kube.create(
+            k.SECRETS,
+            namespace,
+            {"metadata": {"name": name, "labels": cr_labels}, "data": {"ca.key": SECRET_VALUE}},
+        )
     # What Strimzi reports for a cluster it made: the brokers' own cluster id.
     kube.patch(
         k.KAFKAS, namespace, "mirror", {"status": {"clusterId": mirror.cluster_id}}, sub="status"
@@ -165,6 +193,7 @@ def test_strimzi_backup_restore_verify_with_real_brokers_and_volumes(
         restored = cli_json_for(config_path, "restore", result["backup_id"])
         assert restored["namespace"] == target and restored["cluster_id"] == mirror.cluster_id
         assert restored["bootstrap"] not in (mirror.bootstrap, lab.mirror)
+        assert_strimzi_objects_restored(kube, target, restored, tmp_path / "catalog")
         for s in snaps:
             handle = volume_handle(kube, target, s["details"]["pvc"])
             assert handle.startswith(str(kube_env.csi_root / "volumes"))
@@ -189,6 +218,22 @@ def test_strimzi_backup_restore_verify_with_real_brokers_and_volumes(
         assert bad == {0}, report["partitions"]
     finally:
         sims.stop()
+
+
+def assert_strimzi_objects_restored(
+    kube: Kube, target: str, restored: dict[str, Any], catalog: Path
+) -> None:
+    """The CA secrets copied (the catalog holds only references to them), the KafkaTopic,
+    KafkaUser and KafkaMirrorMaker2 applied paused."""
+    assert restored["paused"] == {"topics": ["orders"], "users": ["app"], "mirrormaker2": ["mm2"]}
+    assert restored["warnings"] == []
+    for name in ca_secret_names("mirror"):
+        assert kube.get(k.SECRETS, target, name)["data"] == {"ca.key": SECRET_VALUE}
+    for resource, name in ((TOPICS, "orders"), (USERS, "app"), (k.MIRRORMAKER2S, "mm2")):
+        assert kube.get(resource, target, name)["metadata"]["annotations"][PAUSE] == "true"
+    saved = [f.read_text() for f in catalog.rglob("*.json")]
+    assert any("mirror-clients-ca" in text for text in saved)
+    assert not any(SECRET_VALUE in text for text in saved)
 
 
 def test_snapshot_error_rolls_back(
@@ -219,6 +264,47 @@ def test_snapshot_never_ready_times_out_and_rolls_back(
     assert "timed out after 4s waiting for 3 volumesnapshots" in str(err.value)
     assert_cluster_back(kube, namespace, sims, lab)
     wait_all_deleted(kube, k.SNAPSHOTS, namespace)
+
+
+def test_api_server_restarted_mid_backup_and_the_backup_completes(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, sims: Sims, tmp_path: Path
+) -> None:
+    """The API server goes away once the snapshots are being taken (brokers stopped, MM2
+    stopped) and comes back: requests are retried, the backup completes, nothing is left
+    stopped."""
+    create_strimzi_cluster(kube, namespace)
+    wait_strimzi_ready(kube, namespace)
+    config = strimzi_config(kube_env, lab, tmp_path, namespace)
+    pid_file = kube_env.dir / "kube-apiserver.pid"
+    before = pid_file.read_text().strip()
+    restarted: list[subprocess.CompletedProcess[str]] = []
+
+    def restart_when_snapshotting() -> None:
+        wait_for(
+            "volumesnapshots to be created", lambda: bool(kube.find(k.SNAPSHOTS, namespace)), 120
+        )
+        restarted.append(
+            subprocess.run(
+                [str(ROOT / "scripts" / "kube-test-env"), "restart-apiserver", str(kube_env.dir)],
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+        )
+
+    fault = threading.Thread(target=restart_when_snapshotting)
+    fault.start()
+    try:
+        result = Backups(config).backup("consistent")
+    finally:
+        fault.join(timeout=240)
+    assert restarted and restarted[0].returncode == 0, restarted
+    assert pid_file.read_text().strip() != before
+    assert result["status"] == RunState.COMPLETED, result
+    assert len(result["manifest"]["snapshots"]) == 3
+    for snap in kube.find(k.SNAPSHOTS, namespace):
+        assert snap["status"]["readyToUse"] is True
+    assert_cluster_back(kube, namespace, sims, lab)
 
 
 def test_pod_stuck_terminating_rolls_back(

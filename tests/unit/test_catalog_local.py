@@ -130,3 +130,24 @@ def test_key_escaping_the_root_is_refused(catalog: LocalCatalog, key: str) -> No
 def test_key_escaping_into_a_sibling_directory_is_refused(catalog: LocalCatalog) -> None:
     with pytest.raises(UsageError, match="escapes"):
         catalog.write_json("../catalog2/x.json", {"a": 1})
+
+
+def test_verify_finds_the_newest_restore_of_a_backup(catalog: LocalCatalog) -> None:
+    """Without --restored or kubernetes.restored_bootstrap, verify checks the cluster the
+    newest `restore` of that backup reported (numeric order: 999 is older than 1000)."""
+    from types import SimpleNamespace
+
+    from kasten_bp.cli.restore_verify import restored_bootstrap
+
+    b = SimpleNamespace(platform=object(), config=SimpleNamespace(kubernetes=None), catalog=catalog)
+    with pytest.raises(UsageError, match="no restored cluster known for backup b1"):
+        restored_bootstrap(b, "b1", None)
+    catalog.write_json(backup_key("b1", "restore-999.json"), {"bootstrap": "old:9092"})
+    catalog.write_json(backup_key("b1", "restore-1000.json"), {"bootstrap": "new:9092"})
+    catalog.write_json(backup_key("b2", "restore-2000.json"), {"bootstrap": "other:9092"})
+    assert restored_bootstrap(b, "b1", None) == "new:9092"
+    assert restored_bootstrap(b, "b1", "given:9092") == "given:9092"
+    configured = SimpleNamespace(kubernetes=SimpleNamespace(restored_bootstrap="cfg:9092"))
+    assert restored_bootstrap(SimpleNamespace(**{**vars(b), "config": configured}), "b1", None) == (
+        "cfg:9092"
+    )
