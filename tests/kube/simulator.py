@@ -1,15 +1,17 @@
 """What no real component here can do, played for tests against the REAL kube-apiserver and
 controllers of scripts/kube-test-env. Never imported by the product.
 
-Real there: kube-apiserver, etcd, kube-controller-manager (StatefulSet controller, PV binder,
-garbage collector), snapshot-controller, csi-snapshotter, csi-provisioner, and a hostpath CSI
-driver (tests/kube/csi_hostpath.py) whose volumes and snapshots hold bytes.
+Real there: kube-apiserver, etcd, kube-controller-manager (StatefulSet, Deployment and
+ReplicaSet controllers, PV binder, garbage collector), snapshot-controller, csi-snapshotter,
+csi-provisioner, and a hostpath CSI driver (tests/kube/csi_hostpath.py) whose volumes and
+snapshots hold bytes.
 
-- `KubeletSimulator`: the kubelet (nothing here runs containers), plus the pod controllers
-  that no real controller plays here (StrimziPodSet, Deployment): creates their Pod
-  objects, holds every pod with a finalizer until "its container" has stopped, marks pods
-  Ready. Optionally ties pods to REAL lab broker processes: a pod's deletion stops its
-  broker, its creation starts it, and it turns Ready only when the broker listens.
+- `KubeletSimulator`: the kubelet (nothing here runs containers): holds every pod with a
+  finalizer until "its container" has stopped, marks pods Ready; and the Strimzi
+  operator's StrimziPodSet controller, which creates the pods of a StrimziPodSet.
+  Optionally ties pods to REAL Kafka processes: the lab's brokers (`LabBinding`) or brokers
+  started on the pods' volumes (`VolumeBrokers`); a pod's deletion stops its broker, its
+  creation starts it, and it turns Ready only when the broker listens.
 - `StrimziOperatorSimulator`: the Strimzi cluster operator's reconcile: ReconciliationPaused
   while annotated; otherwise node PVCs and one StrimziPodSet per KafkaNodePool, the Ready
   condition, and KafkaMirrorMaker2 connector states applied to the lab's REAL Connect worker
@@ -259,11 +261,10 @@ class KubeletSimulator(_Loop):
     def tick(self) -> None:
         pods = self.find(k.PODS)
         by_key = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in pods}
-        # StatefulSets are the real controller-manager's; garbage collection too.
-        for res in (k.PODSETS, k.DEPLOYMENTS):
-            for owner in self.find(res):
-                if not owner["metadata"].get("deletionTimestamp"):
-                    self._reconcile_owner(res, owner, pods, by_key)
+        # StatefulSets, Deployments and garbage collection are the real controller-manager's.
+        for podset in self.find(k.PODSETS):
+            if not podset["metadata"].get("deletionTimestamp"):
+                self._reconcile_podset(podset, pods, by_key)
         for res in (k.PODSETS, k.STATEFULSETS):
             for owner in self.find(res):
                 self._launch_from_volumes(owner, pods)
@@ -293,57 +294,24 @@ class KubeletSimulator(_Loop):
         if found is not None and not found[1].handle.alive():
             kraft.start_broker(*found)
 
-    # desired pods per owner
-    def _reconcile_owner(
+    def _reconcile_podset(
         self,
-        res: k.Resource,
-        owner: dict[str, Any],
+        podset: dict[str, Any],
         pods: list[dict[str, Any]],
         by_key: dict[tuple[str, str], dict[str, Any]],
     ) -> None:
-        meta = owner["metadata"]
+        """The StrimziPodSet controller (part of the Strimzi cluster operator): one pod per
+        manifest in the set, no other pod owned by it."""
+        meta = podset["metadata"]
         ns, uid = meta["namespace"], meta["uid"]
-        mine = [p for p in pods if _owned_by(p, uid)]
-        spec = owner.get("spec") or {}
-        desired: dict[str, dict[str, Any]] = {}
-        if res is k.PODSETS:
-            for manifest in spec.get("pods") or []:
-                desired[manifest["metadata"]["name"]] = manifest
-        else:
-            template = spec.get("template") or {}
-            for i in range(int(spec.get("replicas", 1))):
-                name = f"{meta['name']}-sim-{i}"
-                desired[name] = {
-                    "metadata": {
-                        "name": name,
-                        "labels": (template.get("metadata") or {}).get("labels") or {},
-                    },
-                    "spec": template.get("spec") or {},
-                }
-        kind = "StrimziPodSet" if res is k.PODSETS else "Deployment"
+        desired = {m["metadata"]["name"]: m for m in (podset.get("spec") or {}).get("pods") or []}
+        owner = _owner_ref(podset, k.PODSETS.api_version, "StrimziPodSet")
         for name, manifest in desired.items():
             if (ns, name) not in by_key:
-                self._create_pod(ns, name, manifest, _owner_ref(owner, res.api_version, kind))
-        for pod in mine:
-            if pod["metadata"]["name"] not in desired:
+                self._create_pod(ns, name, manifest, owner)
+        for pod in pods:
+            if _owned_by(pod, uid) and pod["metadata"]["name"] not in desired:
                 self._delete_pod(pod)
-        if res is not k.PODSETS:
-            ready = sum(
-                1
-                for p in mine
-                if p["metadata"]["name"] in desired
-                and not p["metadata"].get("deletionTimestamp")
-                and k.condition_true(p, "Ready")
-            )
-            status = {
-                "replicas": len([p for p in mine if not p["metadata"].get("deletionTimestamp")]),
-                "readyReplicas": ready,
-                "availableReplicas": ready,
-                "observedGeneration": meta.get("generation", 1),
-            }
-            current = owner.get("status") or {}
-            if any(current.get(key) != v for key, v in status.items()):
-                self.patch_status(res, owner, status)
 
     def _create_pod(
         self, ns: str, name: str, manifest: dict[str, Any], owner: dict[str, Any]
