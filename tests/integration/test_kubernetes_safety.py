@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from kasten_bp.backup import Backups
-from kasten_bp.config import KafkaEndpoint, KubeSecretKey, SaslConfig, SslConfig
+from kasten_bp.config import Config, KafkaEndpoint, KubeSecretKey, SaslConfig, SslConfig
 from kasten_bp.errors import UsageError
 from kasten_bp.platforms.kube import resources as k
 from kasten_bp.platforms.kube.api import Kube
@@ -35,11 +35,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
 LIMITED = "kasten-bp-limited"
 
 
-def test_rbac_denied_is_one_line_exit_2_and_nothing_changes(
-    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, tmp_path: Path
-) -> None:
-    create_strimzi_cluster(kube, namespace, mirrormaker=None)
-    config = make_config(
+def limited_config(
+    kube_env: KubeEnv, lab: LabHandle, tmp_path: Path, namespace: str, **fields: Any
+) -> Config:
+    """Platform strimzi for cluster `mirror`, run as the limited user (no RBAC of its own)."""
+    return make_config(
         kube_env,
         lab.config,
         tmp_path / "c",
@@ -48,7 +48,15 @@ def test_rbac_denied_is_one_line_exit_2_and_nothing_changes(
         "mirror",
         limited=True,
         snapshot_class=SNAPSHOT_CLASS,
+        **fields,
     )
+
+
+def test_rbac_denied_is_one_line_exit_2_and_nothing_changes(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, tmp_path: Path
+) -> None:
+    create_strimzi_cluster(kube, namespace, mirrormaker=None)
+    config = limited_config(kube_env, lab, tmp_path, namespace)
     with pytest.raises(UsageError) as err:
         Backups(config).backup("consistent")
     assert err.value.exit_code == 2
@@ -348,17 +356,7 @@ def test_403_on_volumesnapshot_creation_is_one_line_exit_2_and_nothing_changes(
     """Everything the Strimzi platform needs is granted except creating VolumeSnapshots: the
     API server's own answer to that one request is reported before the mirror is touched."""
     create_strimzi_cluster(kube, namespace)
-    config = make_config(
-        kube_env,
-        lab.config,
-        tmp_path / "c",
-        "strimzi",
-        namespace,
-        "mirror",
-        limited=True,
-        snapshot_class=SNAPSHOT_CLASS,
-        mirrormaker="mm2",
-    )
+    config = limited_config(kube_env, lab, tmp_path, namespace, mirrormaker="mm2")
     platform = StrimziPlatform(config)
     create_snapshots = k.Access("create", k.SNAPSHOTS)
     needs = set(platform.required_access())

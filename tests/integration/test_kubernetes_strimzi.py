@@ -134,18 +134,19 @@ def test_strimzi_backup_restore_verify_with_real_brokers_and_volumes(
     kube.patch(
         k.KAFKAS, namespace, "mirror", {"status": {"clusterId": mirror.cluster_id}}, sub="status"
     )
+    volumes = VolumeBrokers(
+        [target, damaged],
+        tmp_path / "restored-brokers",
+        # Every replica of partition 0, so whichever broker leads it serves the damage.
+        lambda ns, _, volume: flip(volume) if ns == damaged else None,
+    )
     sims = start_simulators(
         kube,
         [namespace, target, damaged],
         lab=binding,
         connect_url=lab.config.connect.url,
         bootstrap=mirror.bootstrap,
-        volumes=VolumeBrokers(
-            [target, damaged],
-            tmp_path / "restored-brokers",
-            # Every replica of partition 0, so whichever broker leads it serves the damage.
-            lambda ns, _, volume: flip(volume) if ns == damaged else None,
-        ),
+        volumes=volumes,
     )
     try:
         wait_strimzi_ready(kube, namespace, timeout=120)
@@ -205,6 +206,7 @@ def test_strimzi_backup_restore_verify_with_real_brokers_and_volumes(
         assert len(checked) == 3 and {p["status"] for p in checked} <= {"consistent", "behind"}
         # A byte flipped in the restored volumes (before the brokers start): exit 1, and
         # the report names the partition.
+        volumes.stop(target)
         config.kubernetes.restore_namespace = damaged
         write_config(config, config_path)
         cli_json_for(config_path, "restore", result["backup_id"])

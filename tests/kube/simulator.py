@@ -159,6 +159,13 @@ class VolumeBrokers:
     prepare: Callable[[str, str, Path], None] | None = None
     clusters: dict[tuple[str, str], ClusterSpec] = field(default_factory=dict)
 
+    def stop(self, ns: str) -> None:
+        """Stop the brokers started in `ns` (a test done with that restored cluster: fewer
+        JVMs for the next one on a loaded machine)."""
+        for (cluster_ns, _), cluster in self.clusters.items():
+            if cluster_ns == ns:
+                kraft.stop_brokers([b for b in cluster.brokers if b.handle.alive()])
+
     def bootstrap(self, ns: str, owner_prefix: str) -> str | None:
         """Bootstrap of the cluster started for the owner (StrimziPodSet `<kafka>-<pool>`
         or StatefulSet) whose name starts with `owner_prefix`."""
