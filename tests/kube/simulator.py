@@ -41,6 +41,7 @@ from kasten_bp.lab.kraft import BrokerSpec, ClusterSpec
 from kasten_bp.lab.ports import free_ports, is_listening
 from kasten_bp.platforms.kube import resources as k
 from kasten_bp.platforms.kube.api import Conflict, Kube, NotFound
+from tests.integration.log_segments import node_properties
 
 log = logging.getLogger("kube-simulator")
 
@@ -77,12 +78,6 @@ def _set_condition(
     return [c for c in conditions if c.get("type") != kind] + [
         {"type": kind, "status": status, "lastTransitionTime": _now()}
     ]
-
-
-def _properties(path: Path) -> dict[str, str]:
-    """A Java properties file of `key=value` lines (meta.properties)."""
-    pairs = (ln.split("=", 1) for ln in path.read_text().splitlines() if "=" in ln)
-    return {key.strip(): value.strip() for key, value in pairs}
 
 
 class _Loop:
@@ -246,7 +241,7 @@ class KubeletSimulator(_Loop):
         if self.volumes.prepare is not None:
             for name, directory in dirs.items():
                 self.volumes.prepare(ns, name, Path(directory))
-        props = {name: _properties(Path(d) / "meta.properties") for name, d in dirs.items()}
+        props = {name: node_properties(Path(d)) for name, d in dirs.items()}
         ports = free_ports(2 * len(names))
         brokers = [
             BrokerSpec(
