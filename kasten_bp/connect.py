@@ -160,6 +160,12 @@ class ConnectClient:
         tasks = st.get("tasks", [])
         return st["connector"]["state"] == RUNNING and all(t["state"] == RUNNING for t in tasks)
 
+    def describe_state(self, name: str) -> str:
+        """ "connector RUNNING, tasks 0 UNASSIGNED 1 RUNNING": for messages."""
+        st = self.status(name)
+        tasks = " ".join(f"{t.get('id')} {t.get('state')}" for t in st.get("tasks", []))
+        return f"connector {st['connector']['state']}, tasks {tasks or 'none'}"
+
     def failed_trace(self, name: str) -> str | None:
         st = self.status(name)
         for part in [st["connector"], *st.get("tasks", [])]:

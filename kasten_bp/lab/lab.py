@@ -28,8 +28,8 @@ from kasten_bp.config import (
     SslConfig,
     write_config,
 )
-from kasten_bp.connect import ConnectClient
-from kasten_bp.errors import KastenBpError, PermanentError, UsageError
+from kasten_bp.connect import PAUSED, STOPPED, ConnectClient
+from kasten_bp.errors import KastenBpError, PermanentError, TemporaryError, UsageError
 from kasten_bp.kafka import admin, clients
 from kasten_bp.lab import jars, kraft, mm2, processes, security
 from kasten_bp.lab.kraft import ClusterSpec
@@ -265,7 +265,18 @@ class Lab:
                     trace = client.failed_trace(name)
                     if trace:
                         raise PermanentError(f"connector {name} failed: {trace}")
-                    return client.all_running(name)
+                    state = client.state(name)
+                    if state in (PAUSED, STOPPED):
+                        # Only a person or a run's journal resumes it: a held backup may
+                        # want it so. Waiting cannot change that.
+                        raise PermanentError(
+                            f"connector {name} is {state}: `kasten-bp resume` finishes the run "
+                            "that left it so, or resume it on Connect"
+                        )
+                    if client.all_running(name):
+                        return True
+                    # Named in the timeout, should it come to that.
+                    raise TemporaryError(f"connector {name}: {client.describe_state(name)}")
 
                 wait_for(f"connector {name} and its tasks to be RUNNING", running, timeout)
 

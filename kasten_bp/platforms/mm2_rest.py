@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from kasten_bp.config import ConnectConfig
-from kasten_bp.connect import STOPPED, ConnectClient
-from kasten_bp.errors import KastenBpError, PermanentError
+from kasten_bp.connect import RUNNING, STOPPED, ConnectClient
+from kasten_bp.errors import KastenBpError, PermanentError, TemporaryError
 from kasten_bp.waiting import wait_for
 
 # Poll interval bounds (seconds) for the waits MM2 downtime is made of.
@@ -47,9 +47,14 @@ class ConnectRestMirrorMaker:
                     trace = client.failed_trace(name)
                     if trace:
                         raise PermanentError(f"connector {name} failed: {trace}")
-                    if state == "RUNNING":
-                        return client.all_running(name)
-                    return client.state(name) == state
+                    if state == RUNNING:
+                        done = client.all_running(name)
+                    else:
+                        done = client.state(name) == state
+                    if not done:
+                        # What it is instead, named in the timeout should it come to that.
+                        raise TemporaryError(f"connector {name}: {client.describe_state(name)}")
+                    return True
 
                 wait_for(f"connector {name} to be {state}", reached, timeout, *_TIGHT)
 

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from kasten_bp.backup import Backups
 from kasten_bp.config import load_config
+from kasten_bp.connect import RUNNING
 from kasten_bp.kafka import admin
+from kasten_bp.lab import mm2
 from kasten_bp.lab.lab import Lab
 from kasten_bp.platforms.local import LocalPlatform
 
@@ -87,3 +90,28 @@ def no_restored_cluster_outlives_its_module(request: pytest.FixtureRequest) -> I
         platform = LocalPlatform(load_config(the_lab.config_path))
         for backup_id in running:
             platform.stop_restored(backup_id)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_module_leaves_the_mirror_stopped(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A module that leaves the session lab's MM2 connectors stopped, or a run of its
+    catalog unfinished, breaks every module after it ("run `kasten-bp resume` first").
+    Finish what it left (`resume`, then the connectors), and fail its teardown naming it."""
+    yield
+    left: list[str] = []
+    for the_lab in _session_labs:
+        state = the_lab.load_state()
+        if state is None or not state.connect.handle.alive():
+            continue
+        backups = Backups(load_config(the_lab.config_path))
+        unfinished = [f"{r['backup_id']} {r['status']}" for r in backups.status()["current"]]
+        if unfinished:
+            left.append(f"unfinished runs {unfinished}")
+            backups.resume()
+        with the_lab.connect_client(state) as client:
+            for name in mm2.connector_names():
+                if client.state(name) != RUNNING:
+                    left.append(f"{name} ({client.describe_state(name)})")
+                    client.resume(name)
+    if left:
+        pytest.fail(f"{request.node.nodeid} left the session lab with " + "; ".join(left))

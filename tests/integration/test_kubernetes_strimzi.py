@@ -276,7 +276,8 @@ def test_api_server_restarted_mid_backup_and_the_backup_completes(
     stopped."""
     create_strimzi_cluster(kube, namespace)
     wait_strimzi_ready(kube, namespace)
-    config = strimzi_config(kube_env, lab, tmp_path, namespace)
+    # Time for the API server to come back and the snapshot controllers to notice.
+    config = strimzi_config(kube_env, lab, tmp_path, namespace, timeout_seconds=120)
     pid_file = kube_env.dir / "kube-apiserver.pid"
     before = pid_file.read_text().strip()
     restarted: list[subprocess.CompletedProcess[str]] = []
