@@ -145,7 +145,7 @@ def _deep_compare(
         if first is None:
             return
         pkey = (head.primary_topic, head.partition)
-        start = admin.offsets_for_times(primary, pkey, first.contents[0][0])
+        start = admin.offsets_for_times(primary, pkey, first.content(0)[0])
         if start < 0:
             report.status = Status.DIVERGENT
             report.detail = "first restored record not on the primary"
@@ -182,7 +182,7 @@ def _primary_oldest(primary: str, pkey: tuple[str, int], start: int) -> batches.
     if start != low or low == 0:
         return None
     for batch in batches.content_batches(primary, pkey[0], pkey[1], low, low + 1):
-        return batch.contents[0]
+        return batch.content(0)
     return None
 
 

@@ -15,6 +15,17 @@ class FakeBatch:
     offsets: list[int]
     contents: list[tuple]
 
+    @property
+    def columns(self) -> list[list]:
+        return [list(column) for column in zip(*self.contents, strict=True)]
+
+    @property
+    def size(self) -> int:
+        return len(self.contents)
+
+    def content(self, index: int) -> tuple:
+        return self.contents[index]
+
     def offset(self, index: int) -> int:
         return self.offsets[index]
 

@@ -5,8 +5,8 @@ Same judgement as `matching.walk` record by record: every restored record must a
 the primary in order, one right after another once the first has matched (unless the topic
 is compacted, where the primary may hold records the restored cluster's cleaner removed);
 primary records before the first match are skipped. What makes it fast: where a run of
-restored records equals the same number of primary records, one list comparison in C
-accepts them all; record-by-record steps happen only around a difference.
+restored records equals the same number of primary records, a list comparison in C per
+column accepts them all; record-by-record steps happen only around a difference.
 """
 
 from __future__ import annotations
@@ -19,8 +19,15 @@ Content = Any  # (timestamp, key, value, headers): compared by equality only
 
 
 class ContentBatch(Protocol):
+    """Records as columns of their contents: record i is (c[i] for c in columns)."""
+
     @property
-    def contents(self) -> Sequence[Content]: ...
+    def columns(self) -> Sequence[Sequence[Content]]: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def content(self, index: int) -> Content: ...
 
     def offset(self, index: int) -> int: ...
 
@@ -42,7 +49,7 @@ class _Cursor:
 
     def ready(self) -> bool:
         """Whether a record is at the cursor (fetching the next batch when needed)."""
-        while self.batch is None or self.index >= len(self.batch.contents):
+        while self.batch is None or self.index >= self.batch.size:
             self.batch = next(self._batches, None)
             self.index = 0
             if self.batch is None:
@@ -51,11 +58,19 @@ class _Cursor:
 
     def content(self) -> Content:
         assert self.batch is not None
-        return self.batch.contents[self.index]
+        return self.batch.content(self.index)
 
-    def available(self) -> Sequence[Content]:
+    def remaining(self) -> int:
         assert self.batch is not None
-        return self.batch.contents[self.index :]
+        return self.batch.size - self.index
+
+    def run(self, n: int) -> list[Sequence[Content]]:
+        """The next n records, column by column."""
+        assert self.batch is not None
+        i = self.index
+        if i == 0 and n == self.batch.size:
+            return list(self.batch.columns)  # the whole batch: no copy
+        return [column[i : i + n] for column in self.batch.columns]
 
     def offset(self) -> int:
         assert self.batch is not None
@@ -94,9 +109,8 @@ def deep_walk(
             result.mismatch = f"restored offset {restored.offset()} not found on the primary"
             return result
         if result.compared and not slow:
-            ours, theirs = restored.available(), primary.available()
-            n = min(len(ours), len(theirs))
-            if ours[:n] == theirs[:n]:
+            n = min(restored.remaining(), primary.remaining())
+            if restored.run(n) == primary.run(n):
                 result.compared += n
                 restored.index += n
                 primary.index += n
