@@ -158,26 +158,24 @@ def replay(
 def kcat_pipe(
     kcat: str, gnu_time: str | None, restored: str, source_topic: str, target: str, work: Path
 ) -> dict[str, Any]:
-    """One `kcat -C | kcat -P` pipeline per partition, all at once (as the replay runs its
-    partitions at once); each kcat under `time -f %M` for its peak RSS."""
+    """One `kcat -C` reading every partition, piped to one `kcat -P`: one reader and one
+    writer, as kasten-bp is one process (the writer's partitioner spreads the records over
+    the target's partitions); each kcat under `time -f %M` for its peak RSS."""
     admin.create_topic(target, KCAT_TOPIC, PARTITIONS)
     fmt = f"%k{KEY_END}%s{RECORD_END}"
-    procs = []
 
     def timed_cmd(args: list[str], name: str) -> list[str]:
         return [gnu_time, "-f", "%M", "-o", str(work / name), *args] if gnu_time else args
 
+    consume = [kcat, "-C", "-b", restored, "-t", source_topic]
+    consume += ["-o", "beginning", "-e", "-q", "-f", fmt]
+    produce = [kcat, "-P", "-b", target, "-t", KCAT_TOPIC, "-K", KEY_END, "-D", RECORD_END]
     start = time.perf_counter()
-    for p in range(PARTITIONS):
-        consume = [kcat, "-C", "-b", restored, "-t", source_topic, "-p", str(p)]
-        consume += ["-o", "beginning", "-e", "-q", "-f", fmt]
-        produce = [kcat, "-P", "-b", target, "-t", KCAT_TOPIC, "-p", str(p)]
-        produce += ["-K", KEY_END, "-D", RECORD_END]
-        reader = subprocess.Popen(timed_cmd(consume, f"rss-c{p}"), stdout=subprocess.PIPE)
-        writer = subprocess.Popen(timed_cmd(produce, f"rss-p{p}"), stdin=reader.stdout)
-        assert reader.stdout is not None
-        reader.stdout.close()  # the writer holds the pipe now
-        procs += [reader, writer]
+    reader = subprocess.Popen(timed_cmd(consume, "rss-c"), stdout=subprocess.PIPE)
+    writer = subprocess.Popen(timed_cmd(produce, "rss-p"), stdin=reader.stdout)
+    assert reader.stdout is not None
+    reader.stdout.close()  # the writer holds the pipe now
+    procs = [reader, writer]
     codes = [proc.wait(timeout=7200) for proc in procs]
     seconds = time.perf_counter() - start
     if any(codes):
