@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import importlib
 import json
@@ -261,11 +262,35 @@ def _check_name(name: str, what: str = "name") -> str:
     return name
 
 
+# linux/fs.h FICLONE: the destination shares the source's extents (btrfs, XFS with
+# reflink=1, ...): a snapshot in no time and no space. Other filesystems refuse it.
+FICLONE = 0x40049409
+
+
+def _clone(src: str, dst: str) -> bool:
+    """Reflink `src` to a new `dst` where the filesystem allows; False (and no `dst`)
+    where it does not."""
+    with open(src, "rb") as source, open(dst, "wb") as target:
+        try:
+            fcntl.ioctl(target.fileno(), FICLONE, source.fileno())
+        except OSError:
+            cloned = False
+        else:
+            cloned = True
+    if not cloned:
+        os.unlink(dst)
+    return cloned
+
+
 def _copy_file(src: str, dst: str) -> None:
-    """copy2 keeps mtimes; a FIFO or socket would block or fail, and holds no bytes."""
+    """A reflink, else a copy; mtimes kept either way. A FIFO or socket would block or
+    fail, and holds no bytes."""
     try:
         if stat.S_ISREG(os.stat(src).st_mode):
-            shutil.copy2(src, dst)
+            if _clone(src, dst):
+                shutil.copystat(src, dst)
+            else:
+                shutil.copy2(src, dst)
     except FileNotFoundError:
         if os.path.lexists(src):
             raise
