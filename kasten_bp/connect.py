@@ -154,24 +154,13 @@ class ConnectClient:
         return str(self.status(name)["connector"]["state"])
 
     def all_running(self, name: str) -> bool:
-        """Connector and every task RUNNING. MM2 connectors have no tasks until there is
-        something to do (no topics, no groups yet), so zero tasks is not a failure."""
-        st = self.status(name)
-        tasks = st.get("tasks", [])
-        return st["connector"]["state"] == RUNNING and all(t["state"] == RUNNING for t in tasks)
+        return all_running(self.status(name))
 
     def describe_state(self, name: str) -> str:
-        """ "connector RUNNING, tasks 0 UNASSIGNED 1 RUNNING": for messages."""
-        st = self.status(name)
-        tasks = " ".join(f"{t.get('id')} {t.get('state')}" for t in st.get("tasks", []))
-        return f"connector {st['connector']['state']}, tasks {tasks or 'none'}"
+        return describe_state(self.status(name))
 
     def failed_trace(self, name: str) -> str | None:
-        st = self.status(name)
-        for part in [st["connector"], *st.get("tasks", [])]:
-            if part.get("state") == "FAILED":
-                return str(part.get("trace", "")).strip().splitlines()[0]
-        return None
+        return failed_trace(self.status(name))
 
     def stop(self, name: str) -> None:
         self._call("PUT", self._path(name, "/stop"), f"stopping connector {name}")
@@ -197,3 +186,26 @@ class ConnectClient:
         """Committed source offsets (KIP-875): [{"partition": {...}, "offset": {...}}]."""
         body = self._call("GET", self._path(name, "/offsets"), f"offsets of connector {name}")
         return list(body.json().get("offsets", []))
+
+
+# Judgements of one `status` answer: a wait's probe asks for the status once per poll.
+
+
+def all_running(status: dict[str, Any]) -> bool:
+    """Connector and every task RUNNING. MM2 connectors have no tasks until there is
+    something to do (no topics, no groups yet), so zero tasks is not a failure."""
+    tasks = status.get("tasks", [])
+    return status["connector"]["state"] == RUNNING and all(t["state"] == RUNNING for t in tasks)
+
+
+def describe_state(status: dict[str, Any]) -> str:
+    """ "connector RUNNING, tasks 0 UNASSIGNED 1 RUNNING": for messages."""
+    tasks = " ".join(f"{t.get('id')} {t.get('state')}" for t in status.get("tasks", []))
+    return f"connector {status['connector']['state']}, tasks {tasks or 'none'}"
+
+
+def failed_trace(status: dict[str, Any]) -> str | None:
+    for part in [status["connector"], *status.get("tasks", [])]:
+        if part.get("state") == "FAILED":
+            return str(part.get("trace", "")).strip().splitlines()[0]
+    return None

@@ -28,7 +28,14 @@ from kasten_bp.config import (
     SslConfig,
     write_config,
 )
-from kasten_bp.connect import PAUSED, STOPPED, ConnectClient
+from kasten_bp.connect import (
+    PAUSED,
+    STOPPED,
+    ConnectClient,
+    all_running,
+    describe_state,
+    failed_trace,
+)
 from kasten_bp.errors import KastenBpError, PermanentError, TemporaryError, UsageError
 from kasten_bp.kafka import admin, clients
 from kasten_bp.lab import jars, kraft, mm2, processes, security
@@ -262,10 +269,11 @@ class Lab:
             for name in mm2.connector_names():
 
                 def running(name: str = name) -> bool:
-                    trace = client.failed_trace(name)
+                    status = client.status(name)
+                    trace = failed_trace(status)
                     if trace:
                         raise PermanentError(f"connector {name} failed: {trace}")
-                    state = client.state(name)
+                    state = status["connector"]["state"]
                     if state in (PAUSED, STOPPED):
                         # Only a person or a run's journal resumes it: a held backup may
                         # want it so. Waiting cannot change that.
@@ -273,10 +281,10 @@ class Lab:
                             f"connector {name} is {state}: `kasten-bp resume` finishes the run "
                             "that left it so, or resume it on Connect"
                         )
-                    if client.all_running(name):
+                    if all_running(status):
                         return True
                     # Named in the timeout, should it come to that.
-                    raise TemporaryError(f"connector {name}: {client.describe_state(name)}")
+                    raise TemporaryError(f"connector {name}: {describe_state(status)}")
 
                 wait_for(f"connector {name} and its tasks to be RUNNING", running, timeout)
 

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from kasten_bp.config import ConnectConfig
-from kasten_bp.connect import RUNNING, STOPPED, ConnectClient
+from kasten_bp.connect import (
+    RUNNING,
+    STOPPED,
+    ConnectClient,
+    all_running,
+    describe_state,
+    failed_trace,
+)
 from kasten_bp.errors import KastenBpError, PermanentError, TemporaryError
 from kasten_bp.waiting import wait_for
 
@@ -44,16 +51,17 @@ class ConnectRestMirrorMaker:
             for name, state in states.items():
 
                 def reached(name: str = name, state: str = state) -> bool:
-                    trace = client.failed_trace(name)
+                    status = client.status(name)  # once per poll: this wait is downtime
+                    trace = failed_trace(status)
                     if trace:
                         raise PermanentError(f"connector {name} failed: {trace}")
                     if state == RUNNING:
-                        done = client.all_running(name)
+                        done = all_running(status)
                     else:
-                        done = client.state(name) == state
+                        done = status["connector"]["state"] == state
                     if not done:
                         # What it is instead, named in the timeout should it come to that.
-                        raise TemporaryError(f"connector {name}: {client.describe_state(name)}")
+                        raise TemporaryError(f"connector {name}: {describe_state(status)}")
                     return True
 
                 wait_for(f"connector {name} to be {state}", reached, timeout, *_TIGHT)

@@ -12,7 +12,7 @@ import pytest
 
 from kasten_bp.backup import Backups
 from kasten_bp.config import load_config
-from kasten_bp.connect import RUNNING
+from kasten_bp.connect import RUNNING, describe_state
 from kasten_bp.kafka import admin
 from kasten_bp.lab import mm2
 from kasten_bp.lab.lab import Lab
@@ -110,8 +110,9 @@ def no_module_leaves_the_mirror_stopped(request: pytest.FixtureRequest) -> Itera
             backups.resume()
         with the_lab.connect_client(state) as client:
             for name in mm2.connector_names():
-                if client.state(name) != RUNNING:
-                    left.append(f"{name} ({client.describe_state(name)})")
+                status = client.status(name)
+                if status["connector"]["state"] != RUNNING:
+                    left.append(f"{name} ({describe_state(status)})")
                     client.resume(name)
     if left:
         pytest.fail(f"{request.node.nodeid} left the session lab with " + "; ".join(left))
