@@ -148,6 +148,13 @@ def register(app: typer.Typer) -> None:
             None, "--restored", help="bootstrap of the restored cluster"
         ),
         deep: bool = typer.Option(False, "--deep", help="compare every record, not head windows"),
+        workers: int | None = typer.Option(
+            None,
+            "--workers",
+            min=1,
+            help="with --deep: partitions compared at once, each in its own process "
+            "(default: one per two CPUs)",
+        ),
         export: str | None = typer.Option(
             None,
             "--export",
@@ -168,9 +175,9 @@ def register(app: typer.Typer) -> None:
             manifest = _completed_manifest(b, backup_id)
             bootstrap = restored_bootstrap(b, backup_id, restored)
             require_restored(bootstrap)
-            report = verify(b.config.primary.bootstrap, manifest, bootstrap, deep).model_dump(
-                mode="json"
-            )
+            report = verify(
+                b.config.primary.bootstrap, manifest, bootstrap, deep, workers
+            ).model_dump(mode="json")
             if manifest.groups:
                 report.update(group_section(b.config.primary.bootstrap, manifest, bootstrap))
                 if report["groups_verdict"] != "consistent":

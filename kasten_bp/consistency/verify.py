@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Generator, Iterator
-
 from kasten_bp.consistency.core.classify import PrimarySide, RestoredSide, classify, join_details
-from kasten_bp.consistency.core.deep_walk import deep_walk
 from kasten_bp.consistency.core.matching import aged_out_prefix, superseded_in_window
 from kasten_bp.consistency.core.report import (
     PartitionReport,
@@ -14,10 +10,11 @@ from kasten_bp.consistency.core.report import (
     VerifyReport,
     build_report,
 )
+from kasten_bp.consistency.deep import DeepTask, compare_all
 from kasten_bp.consistency.scope import is_internal
 from kasten_bp.consistency.translate import TranslationRequest, translate_many
 from kasten_bp.errors import KastenBpError
-from kasten_bp.kafka import admin, batches, reading
+from kasten_bp.kafka import admin, reading
 from kasten_bp.manifest import Manifest, PartitionHead
 from kasten_bp.records import Record
 
@@ -25,9 +22,13 @@ from kasten_bp.records import Record
 EXACT_COUNT_LIMIT = 5000
 
 
-def verify(primary: str, manifest: Manifest, restored: str, deep: bool) -> VerifyReport:
+def verify(
+    primary: str, manifest: Manifest, restored: str, deep: bool, deep_workers: int | None = None
+) -> VerifyReport:
     """Reads are batched across partitions (one assignment per cluster and purpose), so the
-    default mode costs a few round trips plus O(partitions x head window) records."""
+    default mode costs a few round trips plus O(partitions x head window) records. `deep`
+    compares every record too, partitions in parallel in up to `deep_workers` processes
+    (default: one per two CPUs)."""
     restored_topics = admin.topics(restored)
     primary_topics = admin.topics(primary)
     in_manifest = {h.key for h in manifest.partitions}
@@ -40,6 +41,7 @@ def verify(primary: str, manifest: Manifest, restored: str, deep: bool) -> Verif
     on_primary = [h for h in present if primary_topics.get(h.primary_topic, 0) > h.partition]
     primary_sides = _primary_sides(primary, on_primary, windows)
     reports: list[PartitionReport] = []
+    to_compare: list[tuple[PartitionHead, PartitionReport]] = []
     for head in manifest.partitions:
         if head.key not in marks:
             reports.append(classify(head, None, None))
@@ -49,8 +51,10 @@ def verify(primary: str, manifest: Manifest, restored: str, deep: bool) -> Verif
             head, RestoredSide(low, high, windows[head.key]), primary_sides.get(head.key)
         )
         if deep and report.status in (Status.CONSISTENT, Status.BEHIND):
-            _deep_compare(primary, head, restored, marks[head.key], report)
+            to_compare.append((head, report))
         reports.append(report)
+    if to_compare:
+        _deep_compare(primary, restored, marks, to_compare, deep_workers)
     reports += [
         PartitionReport(
             topic=topic,
@@ -130,60 +134,35 @@ def _older_than_primary(primary: str, pkey: tuple[str, int], first: int, newest:
 
 def _deep_compare(
     primary: str,
-    head: PartitionHead,
     restored: str,
-    marks: tuple[int, int],
-    report: PartitionReport,
+    marks: dict[tuple[str, int], tuple[int, int]],
+    to_compare: list[tuple[PartitionHead, PartitionReport]],
+    workers: int | None,
 ) -> None:
-    """Stream every restored record and walk the primary alongside it, a batch at a time
-    (both consumers prefetch concurrently in librdkafka's threads)."""
-    low, high = marks
-    restored_batches = batches.content_batches(restored, head.topic, head.partition, low, high)
-    primary_batches: Iterator[batches.Batch] = iter(())
-    try:
-        first = next(restored_batches, None)
-        if first is None:
-            return
-        pkey = (head.primary_topic, head.partition)
-        start = admin.offsets_for_times(primary, pkey, first.content(0)[0])
-        if start < 0:
-            report.status = Status.DIVERGENT
-            report.detail = "first restored record not on the primary"
-            return
-        oldest = _primary_oldest(primary, pkey, start)
-        end = (report.restored_head_primary_offset or start) + 1
-        primary_batches = batches.content_batches(
-            primary, head.primary_topic, head.partition, start, end
+    tasks = [
+        DeepTask(
+            topic=head.topic,
+            partition=head.partition,
+            primary_topic=head.primary_topic,
+            compacted=head.compacted,
+            low=marks[head.key][0],
+            high=marks[head.key][1],
+            head_primary_offset=report.restored_head_primary_offset,
         )
-        outcome = deep_walk(
-            itertools.chain([first], restored_batches), primary_batches, head.compacted, oldest
-        )
-    finally:
-        # An early verdict leaves both reads unfinished: give their consumers back now.
-        restored_batches.close()
-        if isinstance(primary_batches, Generator):
-            primary_batches.close()
-    if outcome.mismatch is not None:
-        report.status, report.detail = Status.DIVERGENT, outcome.mismatch
-        return
-    report.records_compared = outcome.compared
-    if outcome.skipped_older:
-        report.detail = join_details(
-            report.detail,
-            f"{outcome.skipped_older} restored record(s) older than the primary's oldest were "
-            "not compared (retention removed them there)",
-        )
-
-
-def _primary_oldest(primary: str, pkey: tuple[str, int], start: int) -> batches.Content | None:
-    """The primary's oldest record when the walk would start at its log start after it
-    has deleted some (log start > 0); None otherwise."""
-    low = admin.watermarks(primary, [pkey])[pkey][0]
-    if start != low or low == 0:
-        return None
-    for batch in batches.content_batches(primary, pkey[0], pkey[1], low, low + 1):
-        return batch.content(0)
-    return None
+        for head, report in to_compare
+    ]
+    outcomes = compare_all(primary, restored, tasks, workers)
+    for (_, report), outcome in zip(to_compare, outcomes, strict=True):
+        if outcome.divergence is not None:
+            report.status, report.detail = Status.DIVERGENT, outcome.divergence
+            continue
+        report.records_compared = outcome.compared
+        if outcome.skipped_older:
+            report.detail = join_details(
+                report.detail,
+                f"{outcome.skipped_older} restored record(s) older than the primary's oldest "
+                "were not compared (retention removed them there)",
+            )
 
 
 def require_restored(bootstrap: str) -> None:

@@ -127,6 +127,37 @@ def test_verify_catches_a_changed_value(lab: LabHandle, restored_ids: list[str])
     assert bad[0]["status"] == "divergent" and "differ" in bad[0]["detail"]
 
 
+def test_deep_verify_catches_a_value_changed_before_the_head_window_in_workers_or_not(
+    lab: LabHandle, restored_ids: list[str]
+) -> None:
+    # 200 records a partition: record 10 (partition 0's 6th) is far before the head window
+    # of 64, so only --deep reads it.
+    topic, backup_id = _backup_with_known_values(lab, count=400)
+    rotten = f"{backup_id}-deeprot"
+    doctor(
+        Backups(lab.config),
+        backup_id,
+        rotten,
+        replace_bytes(topic, 0, b"VALUE-00010-ORIGINAL", b"VALUE-00010-CHANGED!"),
+    )
+    cli_json(lab, "restore", rotten)
+    restored_ids.append(rotten)
+    heads = cli_json(lab, "verify", rotten)
+    assert heads["verdict"] == "consistent"  # the surgery is outside every head window
+    # The same judgement whether partitions are compared in one process or in workers.
+    reports = {
+        workers: cli_json(lab, "verify", rotten, "--deep", "--workers", workers, expect=1)
+        for workers in ("1", "2")
+    }
+    for report in reports.values():
+        bad = [p for p in report["partitions"] if p["status"] not in ("consistent", "behind")]
+        assert [(p["topic"], p["partition"]) for p in bad] == [(topic, 0)], bad
+        assert "restored offset 5 differs" in bad[0]["detail"], bad[0]
+        ours = {p["partition"]: p for p in report["partitions"] if p["topic"] == topic}
+        assert ours[1]["records_compared"] == 200
+    assert reports["1"]["partitions"] == reports["2"]["partitions"]
+
+
 def test_verify_catches_a_record_missing_inside_the_head_window(
     lab: LabHandle, restored_ids: list[str]
 ) -> None:
