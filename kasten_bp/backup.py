@@ -19,7 +19,6 @@ from kasten_bp.hold import DEFAULT_HOLD_SECONDS, iso, watchdog_command
 from kasten_bp.kafka.clients import apply_config_security
 from kasten_bp.platforms import build_platform
 from kasten_bp.platforms.base import Platform
-from kasten_bp.platforms.kube.secrets import KubeSecrets
 from kasten_bp.steps import QUIESCE_UNTIL, SNAPSHOT_STEP, TIMING_MARKS, backup_flow
 from kasten_bp.steps.models import RunInputs
 from kasten_bp.steps.preflight import preflight_problems
@@ -47,6 +46,9 @@ class Backups:
         self.config = config
         if config.kube_secret_refs():
             assert config.kubernetes is not None  # the config model requires it then
+            # Imported here: the kubernetes client costs a fifth of a second to load.
+            from kasten_bp.platforms.kube.secrets import KubeSecrets
+
             use_kube_secret_reader(KubeSecrets.from_config(config.kubernetes))
         # Every Kafka client of this process reaches these clusters with their security.
         apply_config_security(config)

@@ -11,7 +11,7 @@ document, not by importing them.
 
 from __future__ import annotations
 
-import httpx
+import sys
 
 from kasten_bp.errors import KastenBpError, TemporaryError
 
@@ -77,11 +77,15 @@ def is_temporary(exc: BaseException) -> bool:
         return _s3_temporary(exc)
     if module == "urllib3":
         return True  # the kubernetes client's transport: connection reset, refused, timeout
-    if isinstance(exc, httpx.HTTPStatusError):
-        # Connect answers 409 while it rebalances.
-        return temporary_http_status(exc.response.status_code)
-    if isinstance(exc, httpx.TransportError):
-        return True
+    # httpx (Connect's REST client) only when loaded: an error of it cannot exist before,
+    # and importing it here would cost every command a tenth of a second.
+    httpx = sys.modules.get("httpx")
+    if httpx is not None:
+        if isinstance(exc, httpx.HTTPStatusError):
+            # Connect answers 409 while it rebalances.
+            return temporary_http_status(exc.response.status_code)
+        if isinstance(exc, httpx.TransportError):
+            return True
     return isinstance(exc, ConnectionError | TimeoutError)
 
 

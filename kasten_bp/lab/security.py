@@ -18,14 +18,13 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 ADMIN, MM2, KASTEN_BP = "admin", "mm2", "kasten-bp"
 USERS = (ADMIN, MM2, KASTEN_BP)
@@ -145,11 +144,22 @@ def _write_secret(path: Path, data: bytes) -> None:
 
 
 def _name(common_name: str) -> x509.Name:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 def generate(root: Path) -> LabSecurity:
     """A CA, the broker and Connect certificates and random passwords, once per lab."""
+    # Imported here: cryptography costs every command a tenth of a second to load, and
+    # only `lab up --secure` makes certificates.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
     sec = LabSecurity(dir=str(root))
     if sec.ca_file.exists():
         return sec
