@@ -11,8 +11,9 @@ under a temporary directory and stops at the end.
    running. Must be 0.
 3. `verify --deep` against kcat (scripts/bench_deep.py): --deep-records (default 1,000,000)
    records of ~1 KiB in 6 partitions, backed up and restored; both timed as whole processes
-   in alternation (median of --repeats, peak RSS from /usr/bin/time -v): records verified/s
-   against the records/s one kcat process reads from the same restored topic.
+   in alternation (median of --repeats; wall and CPU from /usr/bin/time -v, peak RSS summed
+   over the process tree): records verified/s against the records/s one kcat process
+   reads from the same restored topic (also with `--workers 2`).
 4. Head-window verify (the default, not deep) at 1x and 10x the data: its cost should grow
    with partitions, not bytes, so the ratio should be near 1.
 5. Consumer groups (scripts/bench_groups.py): `groups plan` for 200 groups x 30 partitions
