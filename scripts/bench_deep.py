@@ -235,6 +235,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="verify --deep at scale: rate and peak RSS")
     parser.add_argument("--records", type=int, default=10_000_000)
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
+    parser.add_argument("--workers", type=int, help="verify --deep --workers (default: its own)")
     args = parser.parse_args()
     time_bin = ensure_gnu_time()
     if time_bin is None:
@@ -257,6 +258,8 @@ def main() -> int:
         log("verify --deep under /usr/bin/time -v")
         argv = [sys.executable, "-m", "kasten_bp.cli", "verify", summary["backup_id"]]
         argv += ["--deep", "--config", str(lab.config_path), "--output", "json"]
+        if args.workers is not None:
+            argv += ["--workers", str(args.workers)]
         measured = timed_process(time_bin, argv)
         report = json.loads(measured.pop("stdout"))
         compared = sum(p["records_compared"] for p in report["partitions"])
@@ -264,7 +267,8 @@ def main() -> int:
             f"verify --deep of {args.records:,} records: {report['verdict']} (exit "
             f"{measured['returncode']}), {compared:,} records compared in "
             f"{measured['wall']:.1f}s wall ({compared / measured['wall']:,.0f}/s), "
-            f"{measured['cpu']:.1f}s CPU, peak RSS {measured['rss_mib']:.1f} MiB"
+            f"{measured['cpu']:.1f}s CPU, peak RSS {measured['rss_mib']:.1f} MiB in all its "
+            f"processes ({args.workers or 'default'} workers)"
         )
         return 0 if measured["returncode"] == 0 else 1
     finally:
