@@ -29,9 +29,6 @@ _LOG.propagate = False
 
 PLAINTEXT = ClientSecurity()
 
-# A consumer's prefetch queue, at most (librdkafka's default is 64 MiB).
-PREFETCH_KIB = 16384
-
 # Cluster (its set of host:port) -> how to reach it; plus the default for any other cluster.
 _security: dict[frozenset[str], ClientSecurity] = {}
 _default_security: ClientSecurity | None = None
@@ -143,7 +140,7 @@ def consumer(bootstrap: str, extra: dict[str, Any] | None = None) -> Consumer:
             "fetch.wait.max.ms": 10,
             # Prefetch bounded to 16 MiB per consumer (librdkafka's default is 64 MiB):
             # enough to keep reading busy, and a deep verify holding two stays small.
-            "queued.max.messages.kbytes": PREFETCH_KIB,
+            "queued.max.messages.kbytes": 16384,
             # Once the queue has been full, librdkafka waits this long before fetching
             # again (default 1 s): a whole-partition read stalled a second every 16 MiB.
             "fetch.queue.backoff.ms": 5,
@@ -165,31 +162,22 @@ def producer(bootstrap: str, extra: dict[str, Any] | None = None) -> Producer:
 # one after another reuses them. A consumer is checked out exclusively, so nested reads
 # (a generator still open while another read starts) get their own.
 # Keyed by security too: a consumer made before a registration changed is not reused.
-_pool: dict[tuple[str, str, int, ClientSecurity], list[Consumer]] = {}
+# ReadSettings: librdkafka settings of a purpose's consumers, over those of `consumer`.
+ReadSettings = tuple[tuple[str, int], ...]
+_pool: dict[tuple[str, str, ReadSettings, ClientSecurity], list[Consumer]] = {}
 _pool_lock = threading.Lock()
 
 
 @contextmanager
 def pooled_consumer(
-    bootstrap: str, isolation: str = "read_committed", prefetch_kib: int = PREFETCH_KIB
+    bootstrap: str, isolation: str = "read_committed", settings: ReadSettings = ()
 ) -> Iterator[Consumer]:
-    """A consumer of the pool, made with `isolation` and a prefetch queue of at most
-    `prefetch_kib` (a consumer for other settings is another consumer)."""
-    key = (bootstrap, isolation, prefetch_kib, security_for(bootstrap))
+    key = (bootstrap, isolation, settings, security_for(bootstrap))
     with _pool_lock:
         free = _pool.get(key)
         c = free.pop() if free else None
     if c is None:
-        c = consumer(
-            bootstrap,
-            {
-                "isolation.level": isolation,
-                "queued.max.messages.kbytes": prefetch_kib,
-                # A fetch response is held until its last record is consumed.
-                "fetch.max.bytes": min(16777216, max(prefetch_kib * 1024, 1048576)),
-                "max.partition.fetch.bytes": min(8388608, max(prefetch_kib * 256, 1048576)),
-            },
-        )
+        c = consumer(bootstrap, {"isolation.level": isolation, **dict(settings)})
     try:
         yield c
     except BaseException:
