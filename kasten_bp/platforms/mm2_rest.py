@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
 from kasten_bp.config import ConnectConfig
 from kasten_bp.connect import (
     RUNNING,
@@ -16,6 +20,15 @@ from kasten_bp.waiting import wait_for
 
 # Poll interval bounds (seconds) for the waits MM2 downtime is made of.
 _TIGHT = (0.05, 0.2)
+T = TypeVar("T")
+
+
+def _at_once(call: Callable[[T], object], items: list[T]) -> None:
+    """One request per connector, all in flight together (this is MM2 downtime): Connect
+    answers each only once its herder has written it, so one after another they queue up
+    behind each other's rebalances. The first error is raised."""
+    with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
+        list(pool.map(call, items))
 
 
 class ConnectRestMirrorMaker:
@@ -34,8 +47,7 @@ class ConnectRestMirrorMaker:
 
     def stop(self, names: list[str], timeout: float) -> None:
         with self.client() as client:
-            for name in names:
-                client.stop(name)
+            _at_once(client.stop, names)
             for name in names:
 
                 def stopped(name: str = name) -> bool:
@@ -46,8 +58,7 @@ class ConnectRestMirrorMaker:
 
     def restore(self, states: dict[str, str], timeout: float) -> None:
         with self.client() as client:
-            for name, state in states.items():
-                client.restore_state(name, state)
+            _at_once(lambda item: client.restore_state(*item), list(states.items()))
             for name, state in states.items():
 
                 def reached(name: str = name, state: str = state) -> bool:

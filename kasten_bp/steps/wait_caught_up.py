@@ -30,12 +30,15 @@ class WaitCaughtUp(Step[Nothing, Nothing, SourceOffsets]):
         def proven() -> dict[tuple[str, int], int]:
             scope = replicated_partitions(primary, mirror, config.replication)
             keys = [rp.mirror_key for rp in scope]
+            first_look = time.monotonic()
             before = admin.watermarks(mirror, keys)
             offsets = mm2.source_offsets()
             problems = lagging_partitions(primary, mirror, scope, offsets)
             if problems:
                 raise TemporaryError("; ".join(problems[:3]))
-            time.sleep(SETTLE_SECONDS)
+            # Settled: unmoved for SETTLE_SECONDS since the first look, the proof's own
+            # reads included (this wait is MM2 downtime: no sleep on top of them).
+            time.sleep(max(0.0, SETTLE_SECONDS - (time.monotonic() - first_look)))
             if admin.watermarks(mirror, keys) != before:
                 raise TemporaryError("the mirror's end offsets still move")
             return offsets

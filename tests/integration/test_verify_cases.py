@@ -107,18 +107,25 @@ def test_verify_catches_a_partition_truncated_in_the_snapshot(
     assert statuses[(topic, 0)]["status"] in ("consistent", "behind")
 
 
-def test_verify_catches_a_changed_value(lab: LabHandle, restored_ids: list[str]) -> None:
-    topic, backup_id = _backup_with_known_values(lab)
-    rotten = f"{backup_id}-rot"
-    # Record 198 is in partition 0 and within the head window.
+def _restored_with_a_changed_value(
+    lab: LabHandle, restored_ids: list[str], count: int, record: int
+) -> tuple[str, str]:
+    """A backup of `_backup_with_known_values`, restored as a copy whose snapshot has
+    record `record`'s value changed (an even record: partition 0); (topic, its id)."""
+    topic, backup_id = _backup_with_known_values(lab, count)
+    rotten = f"{backup_id}-rot{record}"
+    old = f"VALUE-{record:05d}-ORIGINAL".encode()
     doctor(
-        Backups(lab.config),
-        backup_id,
-        rotten,
-        replace_bytes(topic, 0, b"VALUE-00198-ORIGINAL", b"VALUE-00198-CHANGED!"),
+        Backups(lab.config), backup_id, rotten, replace_bytes(topic, 0, old, old[:-8] + b"CHANGED!")
     )
     cli_json(lab, "restore", rotten)
     restored_ids.append(rotten)
+    return topic, rotten
+
+
+def test_verify_catches_a_changed_value(lab: LabHandle, restored_ids: list[str]) -> None:
+    # Record 198 is in partition 0 and within the head window.
+    topic, rotten = _restored_with_a_changed_value(lab, restored_ids, count=200, record=198)
     report = cli_json(lab, "verify", rotten, expect=1)
     bad = [
         p for p in report["partitions"] if p["status"] != "consistent" and p["status"] != "behind"
@@ -132,16 +139,7 @@ def test_deep_verify_catches_a_value_changed_before_the_head_window_in_workers_o
 ) -> None:
     # 200 records a partition: record 10 (partition 0's 6th) is far before the head window
     # of 64, so only --deep reads it.
-    topic, backup_id = _backup_with_known_values(lab, count=400)
-    rotten = f"{backup_id}-deeprot"
-    doctor(
-        Backups(lab.config),
-        backup_id,
-        rotten,
-        replace_bytes(topic, 0, b"VALUE-00010-ORIGINAL", b"VALUE-00010-CHANGED!"),
-    )
-    cli_json(lab, "restore", rotten)
-    restored_ids.append(rotten)
+    topic, rotten = _restored_with_a_changed_value(lab, restored_ids, count=400, record=10)
     heads = cli_json(lab, "verify", rotten)
     assert heads["verdict"] == "consistent"  # the surgery is outside every head window
     # The same judgement whether partitions are compared in one process or in workers.
