@@ -19,7 +19,7 @@ from tenacity import (
 )
 
 from kasten_bp.config import BasicAuth, ConnectConfig, SslConfig
-from kasten_bp.errors import KastenBpError, TemporaryError, UsageError
+from kasten_bp.errors import KastenBpError, PermanentError, TemporaryError, UsageError
 from kasten_bp.transience import is_temporary
 
 # Connector states as Connect reports them (KIP-875 added STOPPED).
@@ -156,12 +156,6 @@ class ConnectClient:
     def all_running(self, name: str) -> bool:
         return all_running(self.status(name))
 
-    def describe_state(self, name: str) -> str:
-        return describe_state(self.status(name))
-
-    def failed_trace(self, name: str) -> str | None:
-        return failed_trace(self.status(name))
-
     def stop(self, name: str) -> None:
         self._call("PUT", self._path(name, "/stop"), f"stopping connector {name}")
 
@@ -202,6 +196,19 @@ def describe_state(status: dict[str, Any]) -> str:
     """ "connector RUNNING, tasks 0 UNASSIGNED 1 RUNNING": for messages."""
     tasks = " ".join(f"{t.get('id')} {t.get('state')}" for t in status.get("tasks", []))
     return f"connector {status['connector']['state']}, tasks {tasks or 'none'}"
+
+
+def reached(name: str, status: dict[str, Any], state: str) -> bool:
+    """Whether connector `name` is in `state` (RUNNING: its tasks too), for a wait's probe:
+    True; PermanentError when it or a task failed (waiting cannot mend that); otherwise
+    TemporaryError naming what it is instead, which the wait's timeout reports."""
+    trace = failed_trace(status)
+    if trace:
+        raise PermanentError(f"connector {name} failed: {trace}")
+    done = all_running(status) if state == RUNNING else status["connector"]["state"] == state
+    if not done:
+        raise TemporaryError(f"connector {name}: {describe_state(status)}")
+    return True
 
 
 def failed_trace(status: dict[str, Any]) -> str | None:

@@ -151,7 +151,6 @@ def register(app: typer.Typer) -> None:
         workers: int | None = typer.Option(
             None,
             "--workers",
-            min=1,
             help="with --deep: partitions compared at once, each in its own process "
             "(default: one per two CPUs)",
         ),
@@ -171,6 +170,8 @@ def register(app: typer.Typer) -> None:
         def body() -> dict[str, Any]:
             from kasten_bp.consistency.verify import require_restored, verify
 
+            if workers is not None and workers < 1:
+                raise UsageError(f"--workers must be at least 1, not {workers}")
             b = _backups(config)
             manifest = _completed_manifest(b, backup_id)
             bootstrap = restored_bootstrap(b, backup_id, restored)

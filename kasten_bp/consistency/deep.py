@@ -58,8 +58,8 @@ class DeepOutcome:
 def default_workers() -> int:
     """One process per two CPUs: a comparing process keeps one CPU busy with Python and
     most of another with librdkafka's fetch threads and the brokers it reads from. On 2
-    CPUs next to the brokers, 2 processes were slower than 1 (3.76 s against 3.31 s for
-    1 M records, median of 3)."""
+    CPUs next to the brokers, 2 processes were no faster than 1 (`make bench`: 4.76 s
+    against 4.69 s for 1.2 M records, median of 3)."""
     return max(1, min((os.cpu_count() or 1) // 2, MAX_WORKERS))
 
 

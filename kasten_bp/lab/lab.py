@@ -28,15 +28,8 @@ from kasten_bp.config import (
     SslConfig,
     write_config,
 )
-from kasten_bp.connect import (
-    PAUSED,
-    STOPPED,
-    ConnectClient,
-    all_running,
-    describe_state,
-    failed_trace,
-)
-from kasten_bp.errors import KastenBpError, PermanentError, TemporaryError, UsageError
+from kasten_bp.connect import PAUSED, RUNNING, STOPPED, ConnectClient, reached
+from kasten_bp.errors import KastenBpError, PermanentError, UsageError
 from kasten_bp.kafka import admin, clients
 from kasten_bp.lab import jars, kraft, mm2, processes, security
 from kasten_bp.lab.kraft import ClusterSpec
@@ -270,9 +263,6 @@ class Lab:
 
                 def running(name: str = name) -> bool:
                     status = client.status(name)
-                    trace = failed_trace(status)
-                    if trace:
-                        raise PermanentError(f"connector {name} failed: {trace}")
                     state = status["connector"]["state"]
                     if state in (PAUSED, STOPPED):
                         # Only a person or a run's journal resumes it: a held backup may
@@ -281,10 +271,7 @@ class Lab:
                             f"connector {name} is {state}: `kasten-bp resume` finishes the run "
                             "that left it so, or resume it on Connect"
                         )
-                    if all_running(status):
-                        return True
-                    # Named in the timeout, should it come to that.
-                    raise TemporaryError(f"connector {name}: {describe_state(status)}")
+                    return reached(name, status, RUNNING)
 
                 wait_for(f"connector {name} and its tasks to be RUNNING", running, timeout)
 

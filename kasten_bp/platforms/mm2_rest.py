@@ -7,15 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from kasten_bp.config import ConnectConfig
-from kasten_bp.connect import (
-    RUNNING,
-    STOPPED,
-    ConnectClient,
-    all_running,
-    describe_state,
-    failed_trace,
-)
-from kasten_bp.errors import KastenBpError, PermanentError, TemporaryError
+from kasten_bp.connect import STOPPED, ConnectClient, reached
+from kasten_bp.errors import KastenBpError
 from kasten_bp.waiting import wait_for
 
 # Poll interval bounds (seconds) for the waits MM2 downtime is made of.
@@ -61,21 +54,10 @@ class ConnectRestMirrorMaker:
             _at_once(lambda item: client.restore_state(*item), list(states.items()))
             for name, state in states.items():
 
-                def reached(name: str = name, state: str = state) -> bool:
-                    status = client.status(name)  # once per poll: this wait is downtime
-                    trace = failed_trace(status)
-                    if trace:
-                        raise PermanentError(f"connector {name} failed: {trace}")
-                    if state == RUNNING:
-                        done = all_running(status)
-                    else:
-                        done = status["connector"]["state"] == state
-                    if not done:
-                        # What it is instead, named in the timeout should it come to that.
-                        raise TemporaryError(f"connector {name}: {describe_state(status)}")
-                    return True
+                def probe(name: str = name, state: str = state) -> bool:
+                    return reached(name, client.status(name), state)  # one status a poll
 
-                wait_for(f"connector {name} to be {state}", reached, timeout, *_TIGHT)
+                wait_for(f"connector {name} to be {state}", probe, timeout, *_TIGHT)
 
     def source_offsets(self) -> dict[tuple[str, int], int]:
         out: dict[tuple[str, int], int] = {}
