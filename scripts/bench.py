@@ -384,7 +384,14 @@ def run(workdir: Path, records: int, scale: int, repeats: int, deep_records: int
         log(f"restoring {summary3['backup_id']}")
         restored3 = restore(backups, manifest3)
         results["deep_verify"] = bench_deep.run(
-            lab.config_path, summary3["backup_id"], restored3, kcat, deep_records, repeats, log
+            lab.config_path,
+            summary3["backup_id"],
+            config.primary.bootstrap,
+            restored3,
+            kcat,
+            deep_records,
+            repeats,
+            log,
         )
         if isinstance(backups.platform, LocalPlatform):
             backups.platform.stop_restored(summary3["backup_id"])

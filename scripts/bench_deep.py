@@ -133,6 +133,7 @@ def timed_process(time_bin: str, argv: list[str], keep_stdout: bool = True) -> d
 def run(
     config_path: Path,
     backup_id: str,
+    primary: str,
     restored: str,
     kcat: str | None,
     expected: int,
@@ -146,8 +147,14 @@ def run(
     verify_argv += ["--config", str(config_path), "--output", "json"]
     # The default (one process per two CPUs) and, for the record, two worker processes.
     variants = {"verify": verify_argv, "verify_workers_2": [*verify_argv, "--workers", "2"]}
-    kcat_argv = [kcat or "kcat", "-C", "-b", restored, "-t", TOPIC, "-o", "beginning", "-e", "-q"]
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*variants, "kcat"]}
+    kcats = {
+        # The reference the issue names: the records of one cluster, read once.
+        "kcat": [kcat or "kcat", "-C", "-b", restored, "-t", TOPIC, "-o", "beginning", "-e", "-q"],
+        # The same work as verify's: the primary's records too (timed as its own process).
+        "kcat_primary": [kcat or "kcat", "-C", "-b", primary, "-t", TOPIC, "-o", "beginning"]
+        + ["-e", "-q"],
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*variants, *kcats]}
     compared = 0
     for i in range(repeats + 1):  # the first round warms both up and is not counted
         log(f"deep verify vs kcat, round {i + 1} of {repeats + 1}")
@@ -160,15 +167,15 @@ def run(
             compared = sum(p["records_compared"] for p in report["partitions"])
             if i:
                 runs[name].append(v)
-        if kcat is not None:
-            k = timed_process(time_bin, kcat_argv, keep_stdout=False)
+        for name, argv in kcats.items() if kcat is not None else ():
+            k = timed_process(time_bin, argv, keep_stdout=False)
             k.pop("stdout")
             if k["returncode"] != 0:
-                raise RuntimeError(f"kcat exited {k['returncode']}")
+                raise RuntimeError(f"{name} exited {k['returncode']}")
             if i:
-                runs["kcat"].append(k)
+                runs[name].append(k)
     out: dict[str, Any] = {"records": expected, "compared": compared, "repeats": repeats}
-    counted = {name: compared for name in variants} | {"kcat": expected}
+    counted = {name: compared for name in variants} | {name: expected for name in kcats}
     for name, measured in runs.items():
         if not measured:
             continue
@@ -185,6 +192,13 @@ def run(
         for name in variants:
             key = "ratio" if name == "verify" else f"ratio_{name}"
             out[key] = round(out[name]["records_per_second"] / out["kcat"]["records_per_second"], 3)
+        # Same work: both clusters' records read, by verify in one process and by kcat in
+        # two (one per cluster, one after the other): records read per second of each.
+        both = out["kcat"]["wall_seconds"] + out["kcat_primary"]["wall_seconds"]
+        out["kcat_both_records_per_second"] = round(2 * expected / both, 1)
+        out["ratio_same_work"] = round(
+            out["verify"]["records_per_second"] * 2 / out["kcat_both_records_per_second"], 3
+        )
     return out
 
 
@@ -216,6 +230,13 @@ def render(r: dict[str, Any]) -> str:
             f"(runs {k['walls']})"
         )
         lines.append(f"  ratio verified/s to kcat read/s: {r['ratio']}")
+        p = r["kcat_primary"]
+        lines.append(
+            f"  same work (both clusters read): kcat on the primary {p['wall_seconds']}s wall "
+            f"(runs {p['walls']}); kcat on both {r['kcat_both_records_per_second']:,.0f} "
+            f"records read/s, verify --deep {2 * v['records_per_second']:,.0f}; ratio "
+            f"{r['ratio_same_work']}"
+        )
     return "\n".join(lines)
 
 
