@@ -102,6 +102,18 @@ def test_unknown_mode_as_json(config_file: Path) -> None:
     }
 
 
+def test_verify_with_no_workers_is_one_line_exit_2(config_file: Path) -> None:
+    args = ["verify", "bk-any", "-c", str(config_file), "--deep", "--workers", "0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert error_line(result.stderr) == "error: --workers must be at least 1, not 0"
+    result = runner.invoke(app, [*args, "-o", "json"])
+    assert json.loads(result.stdout) == {
+        "error": "--workers must be at least 1, not 0",
+        "exit_code": 2,
+    }
+
+
 def test_invalid_config_field(tmp_path: Path) -> None:
     path = tmp_path / "kasten-bp.yaml"
     path.write_text(yaml.safe_dump({"primary": {"bootstrap": "x:1"}}))
