@@ -184,12 +184,10 @@ class Backups:
                 command = watchdog_command(self.config_file, journal.backup_id)
                 journal.hold_watchdog = self.platform.arm_hold(journal.backup_id, command)
             try:
-                self._engine(journal).run(stop_after=QUIESCE_UNTIL)
+                self._engine(journal).run(stop_after=QUIESCE_UNTIL, hold_seconds=hold_seconds)
             finally:
                 if journal.state != RunState.HELD and journal.hold_watchdog:
                     self.platform.disarm_hold(journal.backup_id, journal.hold_watchdog)
-            journal.hold_deadline = time.time() + hold_seconds
-            self.store.save(journal)
             return self.summary(journal, recovered)
 
     def expire_hold(self, backup_id: str) -> dict[str, Any] | None:

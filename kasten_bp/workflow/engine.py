@@ -119,8 +119,10 @@ class Engine:
 
     # --- running --------------------------------------------------------------------------
 
-    def run(self, stop_after: str | None = None) -> Journal:
-        """Run pending steps; with `stop_after`, hold the run after that step."""
+    def run(self, stop_after: str | None = None, hold_seconds: float | None = None) -> Journal:
+        """Run pending steps; with `stop_after`, hold the run after that step. With
+        `hold_seconds`, the hold's deadline is saved in the same write as HELD: a watchdog
+        polling the journal must never see a hold without its deadline."""
         if self.journal.state in (RunState.PENDING, RunState.HELD):
             self.journal.claim()
             self._transition(RunState.RUNNING)
@@ -136,6 +138,8 @@ class Engine:
                 self._warn(f"{step.name} failed after the backup was kept: {describe(exc)}")
                 return self._finish(interrupted=isinstance(exc, KeyboardInterrupt))
             if stop_after == step.name:
+                if hold_seconds is not None:
+                    self.journal.hold_deadline = time.time() + hold_seconds
                 self._transition(RunState.HELD, f"held after {step.name}")
                 return self.journal
         return self._finish()

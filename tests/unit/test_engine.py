@@ -5,6 +5,7 @@ and warnings after it."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import ClassVar, cast
 
@@ -434,6 +435,30 @@ def test_a_held_run_runs_no_deferred_action_until_it_continues(
     assert later.run().state == RunState.COMPLETED
     assert rec.names("do") == ["a", "b", "snap", "after", "check"]
     assert rec.names("deferred") == ["a-token"]
+
+
+class SavesSeen(JournalStore):
+    """A journal store that keeps a copy of every journal as it was saved."""
+
+    def __init__(self, catalog: LocalCatalog) -> None:
+        super().__init__(catalog)
+        self.saved: list[Journal] = []
+
+    def save(self, journal: Journal) -> None:
+        super().save(journal)
+        self.saved.append(journal.model_copy(deep=True))
+
+
+def test_a_hold_is_never_saved_without_its_deadline(catalog: LocalCatalog, rec: Recorder) -> None:
+    """The hold's watchdog polls the journal: a HELD run without a deadline reads as a run
+    already out of its hold, and the watchdog would leave with the mirror still down."""
+    store = SavesSeen(catalog)
+    before = time.time()
+    journal = engine_for(catalog, store, standard_flow(rec)).run(stop_after="b", hold_seconds=60)
+    held = [j for j in store.saved if j.state == RunState.HELD]
+    assert held and journal.state == RunState.HELD
+    assert all(j.hold_deadline is not None and j.hold_deadline >= before + 60 for j in held)
+    assert journal_on_disk(catalog).hold_deadline == journal.hold_deadline
 
 
 def crashed_journal(store: JournalStore, done: list[str], running: str) -> Journal:
