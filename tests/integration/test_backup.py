@@ -274,6 +274,15 @@ def test_runbook_verbs_quiesce_snapshot_resume(lab: LabHandle, topic: str) -> No
         held = cli_json(lab, "quiesce")
         assert held["status"] == "HELD"
         assert not any(b.handle.alive() for b in lab.lab.require_state().mirror.brokers)
+        # What carries data into the backup is stopped; the heartbeat connector, which
+        # writes only the out-of-scope `heartbeats` topic, is left running.
+        with ConnectClient(lab.config.connect.url) as client:
+            states = {n: client.state(n) for n in lab.config.connect.connectors}
+        assert sorted(states.values()) == ["RUNNING", "STOPPED", "STOPPED"], states
+        assert [n for n, s in states.items() if s == "RUNNING"] == [
+            n for n in states if n.endswith(".MirrorHeartbeatConnector")
+        ]
+        assert held["manifest"]["connectors"] == dict.fromkeys(states, "RUNNING")
         status = cli_json(lab, "status")
         assert [c["backup_id"] for c in status["current"]] == [held["backup_id"]]
         snap = cli_json(lab, "snapshot")
