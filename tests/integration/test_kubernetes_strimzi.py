@@ -86,10 +86,12 @@ def assert_cluster_back(kube: Kube, ns: str, sims: Sims, lab: LabHandle) -> None
         f: (mm2["spec"]["mirrors"][0].get(f) or {}).get("state")
         for f in ("sourceConnector", "checkpointConnector", "heartbeatConnector")
     }
+    # A backup stops and resumes the data-carrying connectors; it never declares a state
+    # on the heartbeat connector, which the fixture declares without one.
     assert states == {
         "sourceConnector": "running",
         "checkpointConnector": "running",
-        "heartbeatConnector": "running",
+        "heartbeatConnector": None,
     }
     assert set(lab_connector_states(lab).values()) == CONNECTORS_STATE_RUNNING
     assert kube.get_optional(k.CONFIGMAPS, ns, "kasten-bp-mirror-podsets") is None
@@ -170,7 +172,8 @@ def test_strimzi_backup_restore_verify_with_real_brokers_and_volumes(
         resumed = [n for n, s in sims.operator.connector_actions if s == "RUNNING"]
         data_carrying = [n for n in lab.config.connect.connectors if "Heartbeat" not in n]
         assert len(data_carrying) == 2
-        assert sorted(stopped) == sorted(data_carrying) == sorted(resumed)
+        # (as sets: the simulated operator may apply a state twice while Connect catches up)
+        assert set(stopped) == set(data_carrying) == set(resumed)
         assert_cluster_back(kube, namespace, sims, lab)
         manifest = result["manifest"]
         snaps = manifest["snapshots"]
