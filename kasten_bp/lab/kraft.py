@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -123,6 +124,15 @@ def broker_properties(
         # slack on a loaded machine.
         "broker.heartbeat.interval.ms": 250,
         "broker.session.timeout.ms": 2000,
+        # A restarted broker gives up and exits when its quorum has not accepted its
+        # registration after this long (default 60 s): on a loaded machine a whole
+        # cluster restarting took longer (CI: "unable to register with the controller
+        # quorum"). The lab's own waits end sooner, with a message.
+        "initial.broker.registration.timeout.ms": 300000,
+        # Every restart replays the metadata log from its newest snapshot. A test session
+        # that creates hundreds of topics grew it to 18,000 records with no snapshot
+        # (default: one per 20 MiB), replayed in 2-4 s here and up to 25 s under load.
+        "metadata.log.max.record.bytes.between.snapshots": 262144,
         "unclean.leader.election.enable": "false",
         # The lab always stops a whole cluster at once. A controlled shutdown needs the
         # controller quorum, which the last brokers to go no longer have: they would hang
@@ -221,6 +231,47 @@ def dead_broker(cluster: ClusterSpec) -> BrokerSpec | None:
         if not b.handle.alive():
             return b
     return None
+
+
+# kafka.Kafka logs this first in every run: where the last run's lines begin.
+_RUN_START = "Registered signal handlers"
+# The line that says why a broker gave up, e.g. "Shutting down because we were unable to
+# register with the controller quorum." or "Fatal error during broker startup".
+_FATAL = re.compile(r"\] (?:ERROR|FATAL) (.*(?:Shutting down because|[Ff]atal|Exiting).*)")
+_EXCEPTION = re.compile(r"(?:Caused by: )?[\w.$]+(?:Exception|Error): (.+)")
+_LOGGER = re.compile(r"\s+\([\w.$]+\)$")
+_TAIL_BYTES = 4 << 20  # a start-up's lines fit many times over; a session's log may not
+
+
+def exit_reason(broker: BrokerSpec) -> str:
+    """Why the broker's last run ended: its first fatal line and the messages of the
+    exception chain logged with it; else the log's last lines."""
+    lines = _tail_lines(broker.server_log)
+    starts = [i for i, line in enumerate(lines) if _RUN_START in line]
+    run = lines[starts[-1] :] if starts else lines
+    for i, line in enumerate(run):
+        found = _FATAL.search(line)
+        if found is None:
+            continue
+        parts = [_LOGGER.sub("", found.group(1))]
+        for trace in run[i + 1 :]:
+            if trace.startswith("["):
+                break
+            cause = _EXCEPTION.match(trace.strip())
+            if cause is not None and not any(cause.group(1) in part for part in parts):
+                parts.append(cause.group(1))
+        return ": ".join(parts)
+    run = [line for line in run if line.strip()]
+    return " | ".join(run[-5:]) if run else last_log_lines(broker)
+
+
+def _tail_lines(path: Path) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - _TAIL_BYTES))
+            return f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
 
 
 def last_log_lines(broker: BrokerSpec, count: int = 5) -> str:

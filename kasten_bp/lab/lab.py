@@ -35,10 +35,13 @@ from kasten_bp.lab import jars, kraft, mm2, processes, security
 from kasten_bp.lab.kraft import ClusterSpec
 from kasten_bp.lab.ports import free_ports, is_listening
 from kasten_bp.lab.security import LabSecurity
-from kasten_bp.waiting import wait_for
+from kasten_bp.waiting import announce, wait_for
 
 STATE_FILE = "lab.json"
 CONFIG_FILE = "kasten-bp.yaml"
+# A broker that exits while its cluster starts is started again this many times: under
+# load a start-up can fail for a reason that clears (its quorum too slow to register it).
+START_RETRIES = 2
 
 
 class LabState(BaseModel):
@@ -204,12 +207,24 @@ class Lab:
         mm2.start_worker(state.connect)
         self._ensure_connectors(state, timeout)
 
-    def wait_cluster_ready(self, cluster: ClusterSpec, timeout: float) -> None:
+    def wait_cluster_ready(
+        self, cluster: ClusterSpec, timeout: float, restarts: int = START_RETRIES
+    ) -> None:
+        """Wait until every partition is served; a broker that exits meanwhile is started
+        again up to `restarts` times (as a kubelet restarts a pod), then named."""
+        left = [restarts]
+
         def ready() -> bool:
             dead = kraft.dead_broker(cluster)
             if dead is not None:
-                last = kraft.last_log_lines(dead)
-                raise PermanentError(f"broker {dead.id} of cluster {cluster.name} exited: {last}")
+                reason = kraft.exit_reason(dead)
+                what = f"broker {dead.id} of cluster {cluster.name} exited"
+                if left[0] <= 0:
+                    raise PermanentError(f"{what}: {reason}")
+                left[0] -= 1
+                announce(f"{what} ({reason}): starting it again")
+                kraft.start_broker(cluster, dead)
+                return False
             return kraft.brokers_listening(cluster) and admin.all_partitions_healthy(
                 cluster.bootstrap, len(cluster.brokers)
             )

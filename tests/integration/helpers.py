@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from kasten_bp.config import Config, load_config
 from kasten_bp.kafka import admin, producing, reading
@@ -207,3 +210,15 @@ def seed(lab: LabHandle, topic: str, count: int = 30) -> None:
         [Record(topic, i % 3, -1, 0, b"seed", f"seed-{i}".encode(), ()) for i in range(count)],
     )
     wait_mirrored(lab.primary, lab.mirror, topic)
+
+
+def write_spec(tmp_path: Path, **raw: Any) -> Path:
+    """A replay spec file holding `raw` as YAML."""
+    path = tmp_path / f"spec-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def fresh(prefix: str = "copy") -> str:
+    """A topic name no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"

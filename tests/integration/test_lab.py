@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from kasten_bp.kafka import clients, producing
-from kasten_bp.lab.lab import Lab
+from kasten_bp.errors import PermanentError
+from kasten_bp.kafka import admin, clients, producing
+from kasten_bp.lab import kraft
+from kasten_bp.lab.lab import START_RETRIES, Lab
 from kasten_bp.lab.load import LoadSpec, run_load
 from kasten_bp.lab.ports import is_listening
 from kasten_bp.records import Record
@@ -162,3 +165,37 @@ def _is_java(pid: int) -> bool:
         return b"java" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+def test_a_broker_that_exits_while_starting_is_started_again_or_named(tmp_path: Path) -> None:
+    """A broker whose port is taken exits at start-up. The readiness wait starts it again
+    (as a kubelet restarts a pod); while the port stays taken it gives up after
+    START_RETRIES restarts, naming the broker and Kafka's own reason."""
+    cluster = kraft.plan_cluster("flaky", tmp_path, 1)
+    (broker,) = cluster.brokers
+    kraft.write_configs(cluster)
+    kraft.format_storage(cluster)
+    lab = Lab(tmp_path)
+
+    def runs() -> int:
+        return broker.server_log.read_text().count("Registered signal handlers")
+
+    try:
+        with socket.create_server(("127.0.0.1", broker.port)):
+            kraft.start_cluster(cluster)
+            with pytest.raises(PermanentError) as failed:
+                lab.wait_cluster_ready(cluster, 180)
+            message = str(failed.value)
+            assert message.startswith("broker 1 of cluster flaky exited: "), message
+            assert f"127.0.0.1:{broker.port}" in message and "Address already in use" in message
+            assert runs() == 1 + START_RETRIES
+            # Once more with the port still taken, then freed while the wait runs.
+            kraft.start_cluster(cluster)
+            wait_for("broker 1 to exit", lambda: kraft.dead_broker(cluster), 120)
+        lab.wait_cluster_ready(cluster, 180)
+        # The run started by hand exited; the wait started one more, which serves.
+        assert runs() == 1 + START_RETRIES + 2 and broker.handle.alive()
+        admin.create_topic(cluster.bootstrap, "t", 1)
+        producing.produce(cluster.bootstrap, [Record("t", 0, -1, 0, b"k", b"v", ())])
+    finally:
+        kraft.stop_brokers(cluster.brokers)

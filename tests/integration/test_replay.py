@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kasten_bp.catalog.base import open_catalog
 from kasten_bp.kafka import admin, producing
@@ -24,8 +23,15 @@ from kasten_bp.records import Record
 from kasten_bp.waiting import wait_for
 
 from . import kafka_tools
-from .helpers import LabHandle, cli, cli_json, partition_records, wait_mirrored
-from .test_secured_lab import SecureLab, secure_lab  # noqa: F401 - a fixture used below
+from .helpers import (
+    LabHandle,
+    cli,
+    cli_json,
+    fresh,
+    partition_records,
+    wait_mirrored,
+    write_spec,
+)
 
 pytestmark = pytest.mark.integration
 RECORDS = 300  # 100 per partition, one second apart in timestamps
@@ -85,16 +91,6 @@ def backup(lab: LabHandle) -> Iterator[Backup]:
     assert result["status"] == "COMPLETED"
     yield Backup(result["backup_id"], name, base)
     LocalPlatform(lab.config).stop_restored(result["backup_id"])
-
-
-def write_spec(tmp_path: Path, **raw: Any) -> Path:
-    path = tmp_path / f"spec-{uuid.uuid4().hex[:6]}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
-def fresh(prefix: str = "copy") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def restored(lab: LabHandle, backup: Backup) -> str:
@@ -601,40 +597,3 @@ def test_a_record_larger_than_the_target_accepts_is_refused_before_anything_is_w
     expected = partition_records(lab.primary, source, 0)
     assert on_target(target, roomy, 0) == [r.content() for r in expected]
     assert expected[1].value == big.value
-
-
-def test_a_target_the_client_may_not_write_to_or_create_in_is_refused_before_writing(
-    secure_lab: SecureLab,  # noqa: F811 - the imported fixture
-    tmp_path: Path,
-) -> None:
-    """On the secured lab, user kasten-bp reads the primary but may not write or create
-    there: replaying into the primary as that user fails preflight, one line per topic."""
-    primary = secure_lab.primary
-    one, two = fresh("src"), fresh("src")
-    existing, missing = fresh("nowrite"), fresh("nocreate")
-    for name in (one, two, existing):
-        admin.create_topic(primary, name, 1)  # as admin
-    producing.produce(primary, [Record(t, 0, -1, 0, b"k", b"v", ()) for t in (one, two)])
-    spec = write_spec(
-        tmp_path,
-        topics=[{"source": one, "target": existing}, {"source": two, "target": missing}],
-        create_topics=True,
-    )
-    args = ["replay", "--source-bootstrap", primary, "--to", primary, "--spec", str(spec)]
-    result = subprocess.run(
-        [sys.executable, "-m", "kasten_bp.cli", *args, "--config", str(secure_lab.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("… ")]
-    assert lines == [
-        f"error: topic {existing}: writable: user kasten-bp may not write to it: grant WRITE "
-        f"on topic {existing}",
-        f"topic {missing}: writable: user kasten-bp may not create it: grant CREATE on topic "
-        f"{missing} (or the cluster)",
-    ], result.stderr
-    # Nothing written, nothing created (asked as admin).
-    assert admin.watermarks(primary, [(existing, 0)]) == {(existing, 0): (0, 0)}
-    assert missing not in admin.topics(primary)

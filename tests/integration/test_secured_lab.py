@@ -36,7 +36,7 @@ from kasten_bp.records import Record
 from kasten_bp.waiting import wait_for
 
 from ..certs import self_signed
-from .helpers import contents, partition_records, wait_mirrored
+from .helpers import contents, fresh, partition_records, wait_mirrored, write_spec
 from .kube_fixture import KubeEnv
 
 pytestmark = pytest.mark.integration
@@ -562,3 +562,40 @@ def test_backup_restore_verify_with_credentials_from_kubernetes_secrets(
     )
     status = secure_lab.lab.status()
     assert set(status["connect"]["connector_states"].values()) == {"RUNNING"}
+
+
+def test_a_target_the_client_may_not_write_to_or_create_in_is_refused_before_writing(
+    secure_lab: SecureLab,
+    tmp_path: Path,
+) -> None:
+    """On the secured lab, user kasten-bp reads the primary but may not write or create
+    there: replaying into the primary as that user fails preflight, one line per topic."""
+    primary = secure_lab.primary
+    one, two = fresh("src"), fresh("src")
+    existing, missing = fresh("nowrite"), fresh("nocreate")
+    for name in (one, two, existing):
+        admin.create_topic(primary, name, 1)  # as admin
+    producing.produce(primary, [Record(t, 0, -1, 0, b"k", b"v", ()) for t in (one, two)])
+    spec = write_spec(
+        tmp_path,
+        topics=[{"source": one, "target": existing}, {"source": two, "target": missing}],
+        create_topics=True,
+    )
+    args = ["replay", "--source-bootstrap", primary, "--to", primary, "--spec", str(spec)]
+    result = subprocess.run(
+        [sys.executable, "-m", "kasten_bp.cli", *args, "--config", str(secure_lab.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("… ")]
+    assert lines == [
+        f"error: topic {existing}: writable: user kasten-bp may not write to it: grant WRITE "
+        f"on topic {existing}",
+        f"topic {missing}: writable: user kasten-bp may not create it: grant CREATE on topic "
+        f"{missing} (or the cluster)",
+    ], result.stderr
+    # Nothing written, nothing created (asked as admin).
+    assert admin.watermarks(primary, [(existing, 0)]) == {(existing, 0): (0, 0)}
+    assert missing not in admin.topics(primary)
