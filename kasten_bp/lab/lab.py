@@ -260,20 +260,27 @@ class Lab:
 
         wait_for(f"Connect worker REST API at {spec.url}", worker_up, timeout)
         with self.connect_client(state) as client:
-            existing = set(client.connectors())
-            for name, cls in zip(mm2.connector_names(), mm2.CONNECTOR_CLASSES, strict=True):
-                if name not in existing:
-                    client.put_config(
-                        name,
-                        mm2.connector_config(
-                            cls,
-                            state.primary.bootstrap,
-                            state.mirror.bootstrap,
-                            len(state.mirror.brokers),
-                            state.replication_policy,
-                            state.security,
-                        ),
-                    )
+
+            def created() -> bool:
+                existing = set(client.connectors())
+                for name, cls in zip(mm2.connector_names(), mm2.CONNECTOR_CLASSES, strict=True):
+                    if name not in existing:
+                        client.put_config(
+                            name,
+                            mm2.connector_config(
+                                cls,
+                                state.primary.bootstrap,
+                                state.mirror.bootstrap,
+                                len(state.mirror.brokers),
+                                state.replication_policy,
+                                state.security,
+                            ),
+                        )
+                return True
+
+            # Within the lab's timeout, not only the client's own retries: a loaded worker
+            # answered none of its requests for over a minute (CI, `lab up --secure`).
+            wait_for("MM2's connectors to be created on Connect", created, timeout)
             for name in mm2.connector_names():
 
                 def running(name: str = name) -> bool:
