@@ -15,7 +15,7 @@ from kasten_bp.catalog.base import Catalog, open_catalog
 from kasten_bp.catalog.manifests import manifest_data
 from kasten_bp.config import Config, GroupsConfig, use_kube_secret_reader
 from kasten_bp.errors import RunFailed, UsageError
-from kasten_bp.hold import DEFAULT_HOLD_SECONDS, iso, watchdog_command
+from kasten_bp.hold import DEFAULT_HOLD_SECONDS, hold_deadline, iso, watchdog_command
 from kasten_bp.kafka.clients import apply_config_security
 from kasten_bp.platforms import build_platform
 from kasten_bp.platforms.base import Platform
@@ -196,16 +196,17 @@ class Backups:
         journal = self.store.load(backup_id)
         if journal is None:
             raise UsageError(f"backup {backup_id} not found in catalog {self.catalog.url}")
-        if journal.state != RunState.HELD or journal.hold_deadline is None:
+        if journal.state != RunState.HELD:
             if journal.state in (RunState.PENDING, RunState.RUNNING):
                 return None  # quiesce still on its way to the hold
             return self.summary(journal, [])
-        if time.time() < journal.hold_deadline:
+        if time.time() < hold_deadline(journal.hold_deadline, journal.updated_at):
             return None
         with self.platform.lock("hold-expire"):
             journal = self.store.load(backup_id)
             if journal is None or journal.state != RunState.HELD:
                 return self.summary(journal, []) if journal else None
+            journal.hold_deadline = hold_deadline(journal.hold_deadline, journal.updated_at)
             journal.hold_expired = True
             self.store.save(journal)
             note = (

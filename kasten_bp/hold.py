@@ -45,6 +45,15 @@ def watchdog_command(config_path: Path, backup_id: str) -> list[str]:
     ]
 
 
+def hold_deadline(deadline: float | None, held_at: str) -> float:
+    """When a held run's hold ends. A run saved HELD without its deadline (an older
+    kasten-bp's quiesce wrote the deadline in a second save, and may have stopped between
+    the two) is held for the default time from that save, not forever."""
+    if deadline is not None:
+        return deadline
+    return datetime.fromisoformat(held_at).timestamp() + DEFAULT_HOLD_SECONDS
+
+
 def iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None

@@ -124,6 +124,7 @@ def register(app: typer.Typer) -> None:
         def body() -> dict[str, Any]:
             from kasten_bp.errors import UsageError
             from kasten_bp.hold import QUIESCE_GRACE_SECONDS
+            from kasten_bp.workflow.states import RunState
 
             backups = _backups(config)
             if backups.store.load(backup_id) is None:
@@ -138,7 +139,10 @@ def register(app: typer.Typer) -> None:
                 if result is not None:
                     return dict(result)
                 journal = backups.store.load(backup_id)
-                if journal.hold_deadline is None and time.monotonic() > give_up:
+                if journal is None:
+                    raise UsageError(f"backup {backup_id} left catalog {backups.catalog.url}")
+                on_its_way = journal.state in (RunState.PENDING, RunState.RUNNING)
+                if on_its_way and time.monotonic() > give_up:
                     raise UsageError(f"backup {backup_id} never reached its hold")
                 time.sleep(HOLD_POLL_SECONDS)
 

@@ -5,12 +5,16 @@ puts the mirror back at the deadline when no `resume` comes; `resume` cancels it
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from kasten_bp.backup import Backups
+from kasten_bp.catalog.base import backup_key
+from kasten_bp.hold import DEFAULT_HOLD_SECONDS, iso
 from kasten_bp.waiting import wait_for
+from kasten_bp.workflow.journal import JOURNAL
 from kasten_bp.workflow.states import RunState, StepStatus
 
 from .helpers import (
@@ -113,4 +117,27 @@ def test_a_bad_hold_timeout_is_a_usage_error(lab: LabHandle, bad: str) -> None:
     result = cli(lab, "quiesce", "--hold-timeout", bad)
     assert result.returncode == 2, result.stderr
     assert "--hold-timeout" in result.stderr
+    assert cli_json(lab, "status")["current"] == []
+
+
+def test_a_hold_saved_without_its_deadline_still_ends(lab: LabHandle, topic: str) -> None:
+    """A journal an older kasten-bp could leave behind: HELD, no deadline. A watchdog holds
+    it for the default time from that save, then puts the mirror back (it used to exit at
+    once and leave the mirror held)."""
+    seed(lab, topic)
+    held = cli_json(lab, "quiesce", "--hold-timeout", "10m")
+    backups = Backups(lab.config)
+    journal = backups.store.load(held["backup_id"])
+    assert journal is not None
+    backups.platform.disarm_hold(journal.backup_id, journal.hold_watchdog)
+    saved_long_ago = time.time() - DEFAULT_HOLD_SECONDS - 1
+    journal.hold_deadline = None
+    journal.updated_at = datetime.fromtimestamp(saved_long_ago, UTC).isoformat()
+    # Written as the older version left it (JournalStore.save would stamp it with now).
+    key = backup_key(journal.backup_id, JOURNAL)
+    backups.store.catalog.write_json(key, journal.model_dump(mode="json"))
+    expired = cli_json(lab, "hold-expire", journal.backup_id)
+    assert expired["status"] == "FAILED_ROLLED_BACK" and expired["hold_expired"] is True
+    assert expired["hold_deadline"] == iso(saved_long_ago + DEFAULT_HOLD_SECONDS)
+    assert_mirror_running(lab)
     assert cli_json(lab, "status")["current"] == []

@@ -1,11 +1,13 @@
-"""Hold durations as users write them."""
+"""Hold durations as users write them, and when a hold ends."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import pytest
 
 from kasten_bp.errors import UsageError
-from kasten_bp.hold import parse_duration
+from kasten_bp.hold import DEFAULT_HOLD_SECONDS, hold_deadline, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -20,3 +22,16 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations_name_the_flag(text: str) -> None:
     with pytest.raises(UsageError, match="--hold-timeout"):
         parse_duration(text)
+
+
+def test_a_hold_ends_at_its_deadline() -> None:
+    assert hold_deadline(1_800_000_000.0, "2026-12-02T10:00:00.000+00:00") == 1_800_000_000.0
+
+
+def test_a_hold_saved_without_its_deadline_ends_the_default_time_after_that_save() -> None:
+    """An older kasten-bp saved HELD, then the deadline: a journal stopped in between is
+    held for the default time, not forever."""
+    saved = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+    assert hold_deadline(None, saved.isoformat(timespec="milliseconds")) == (
+        saved.timestamp() + DEFAULT_HOLD_SECONDS
+    )
