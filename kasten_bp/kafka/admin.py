@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, TopicPartition
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import ClusterMetadata, NewTopic
 
 from kasten_bp.errors import KastenBpError, TemporaryError, UsageError
 from kasten_bp.kafka import clients
@@ -23,7 +23,10 @@ class PartitionState:
 
 
 def describe_partitions(bootstrap: str, timeout: float = 10.0) -> list[PartitionState]:
-    md = clients.admin(bootstrap).list_topics(timeout=timeout)
+    return _partitions(clients.admin(bootstrap).list_topics(timeout=timeout), bootstrap)
+
+
+def _partitions(md: ClusterMetadata, bootstrap: str) -> list[PartitionState]:
     out = []
     for topic in md.topics.values():
         if topic.error is not None:
@@ -50,10 +53,13 @@ def topics(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:
 
 
 def all_partitions_healthy(bootstrap: str, expected_brokers: int) -> bool:
-    """Every broker registered, every partition led, every ISR full."""
-    if len(broker_ids(bootstrap)) < expected_brokers:
+    """Every broker registered, every partition led, every ISR full. One client and one
+    metadata request: a readiness wait polls this several times a second, and on a secured
+    cluster each new client costs every broker a TLS and SCRAM handshake."""
+    md = clients.admin(bootstrap).list_topics(timeout=10.0)
+    if len(md.brokers) < expected_brokers:
         return False
-    for p in describe_partitions(bootstrap):
+    for p in _partitions(md, bootstrap):
         if p.leader < 0 or set(p.isr) != set(p.replicas):
             return False
     return True
