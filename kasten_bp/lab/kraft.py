@@ -261,8 +261,11 @@ def exit_reason(broker: BrokerSpec) -> str:
             if cause is not None and not any(cause.group(1) in part for part in parts):
                 parts.append(cause.group(1))
         return ": ".join(parts)
-    run = [line for line in run if line.strip()]
-    return " | ".join(run[-5:]) if run else last_log_lines(broker)
+    # No fatal line: this run's last lines, else the JVM's own output (a failed launch).
+    run = [line for line in run if line.strip()] or [
+        line for line in _tail_lines(broker.handle.log_file) if line.strip()
+    ]
+    return " | ".join(run[-5:]) if run else "(no log)"
 
 
 def _tail_lines(path: Path) -> list[str]:
@@ -272,12 +275,3 @@ def _tail_lines(path: Path) -> list[str]:
             return f.read().decode(errors="replace").splitlines()
     except OSError:
         return []
-
-
-def last_log_lines(broker: BrokerSpec, count: int = 5) -> str:
-    for path in (broker.server_log, broker.handle.log_file):
-        if path.exists():
-            lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-            if lines:
-                return " | ".join(lines[-count:])
-    return "(no log)"
