@@ -5,6 +5,7 @@ Versioned: readers refuse a schema_version they do not know.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -93,6 +94,19 @@ class Manifest(BaseModel):
     snapshots: list[SnapshotRef] = Field(default_factory=list)
     # Consumer groups of the primary at the cut (consistent backups; older manifests: none).
     groups: list[GroupCapture] = Field(default_factory=list)
+
+    def only_topics(self, pattern: re.Pattern[str]) -> Manifest:
+        """The backup as if it held only the topics whose restored (mirror) names
+        `pattern` fully matches; its groups keep their positions on those topics."""
+        heads = [h for h in self.partitions if pattern.fullmatch(h.topic)]
+        kept = {h.primary_topic for h in heads}
+        groups = [
+            g.model_copy(update={"partitions": [p for p in g.partitions if p.topic in kept]})
+            for g in self.groups
+        ]
+        return self.model_copy(
+            update={"partitions": heads, "groups": [g for g in groups if g.partitions]}
+        )
 
 
 def parse_manifest(data: dict[str, Any], where: str) -> Manifest:

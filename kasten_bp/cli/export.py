@@ -78,8 +78,9 @@ def register(app: typer.Typer) -> None:
 
         def body() -> dict[str, Any]:
             from kasten_bp.cli.restore_verify import _completed_manifest
+            from kasten_bp.consistency.scope import compile_topics
             from kasten_bp.export.formats import get_format
-            from kasten_bp.export.service import Exports, compile_topics
+            from kasten_bp.export.service import Exports
 
             # Judge the arguments before reaching any cluster or bucket.
             get_format(fmt, compression)

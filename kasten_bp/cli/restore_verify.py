@@ -74,7 +74,9 @@ def group_section(primary: str, manifest: Any, restored: str) -> dict[str, Any]:
 def render_report(d: dict[str, Any]) -> str:
     lines = [
         f"verify backup {d['backup_id']} (restored {d['restored_bootstrap']}"
-        f"{', deep' if d['deep'] else ''}): {d['verdict'].upper()}",
+        f"{', deep' if d['deep'] else ''}"
+        f"{', topics ' + repr(d['topic_filter']) if d.get('topic_filter') else ''}): "
+        f"{d['verdict'].upper()}",
         f"  primary read with isolation.level={d['primary_isolation_level']} "
         "(aborted records are not records; transaction markers never are)",
         f"  {'topic[partition]':<32} {'status':<11} {'restored end':>12} {'primary end':>11} "
@@ -160,24 +162,34 @@ def register(app: typer.Typer) -> None:
             help="s3://bucket/prefix/EXPORT_ID: check that export's files against its index, "
             "the manifest heads and the restored cluster, record by record",
         ),
+        topic: str | None = typer.Option(
+            None,
+            "--topic",
+            help="regex (full match) of the restored topics to verify; the verdict is theirs "
+            "(default: every topic of the backup)",
+        ),
         output: Output = OutputOption,
     ) -> None:
         """Compare a restored cluster with its manifest and the primary; exit 1 if not."""
         if export is not None:
-            _verify_export(backup_id, config, export, output)
+            _verify_export(backup_id, config, export, output, topic)
             return
 
         def body() -> dict[str, Any]:
+            from kasten_bp.consistency.scope import compile_topics
             from kasten_bp.consistency.verify import require_restored, verify
 
             if workers is not None and workers < 1:
                 raise UsageError(f"--workers must be at least 1, not {workers}")
+            topics = compile_topics(topic)
             b = _backups(config)
             manifest = _completed_manifest(b, backup_id)
+            if topics is not None and not manifest.only_topics(topics).partitions:
+                raise UsageError(f"backup {backup_id}: no topic matches --topic {topic!r}")
             bootstrap = restored_bootstrap(b, backup_id, restored)
             require_restored(bootstrap)
             report = verify(
-                b.config.primary.bootstrap, manifest, bootstrap, deep, workers
+                b.config.primary.bootstrap, manifest, bootstrap, deep, workers, topics
             ).model_dump(mode="json")
             if manifest.groups:
                 report.update(group_section(b.config.primary.bootstrap, manifest, bootstrap))
@@ -209,7 +221,9 @@ def _record_restore(b: Any, backup_id: str, started: float, result: dict[str, An
     )
 
 
-def _verify_export(backup_id: str, config: Path | None, url: str, output: Output) -> None:
+def _verify_export(
+    backup_id: str, config: Path | None, url: str, output: Output, topic: str | None
+) -> None:
     """verify --export: every file of an export against its index, the manifest heads and
     the restored cluster; exit 1 with one line per failing file or partition."""
 
@@ -217,6 +231,8 @@ def _verify_export(backup_id: str, config: Path | None, url: str, output: Output
         from kasten_bp.cli.export import destination, restored_source
         from kasten_bp.export.check import check_export
 
+        if topic is not None:
+            raise UsageError("--topic does not apply to --export: an export is checked whole")
         where = destination(url)
         b = _backups(config)
         manifest = _completed_manifest(b, backup_id)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from kasten_bp.config import ReplicationConfig
+from kasten_bp.errors import UsageError
 from kasten_bp.kafka import admin
 from kasten_bp.kafka.configs import topic_configs
 
@@ -20,6 +22,16 @@ def is_internal(topic: str) -> bool:
         or topic.startswith(INTERNAL_PREFIXES)
         or topic.endswith(INTERNAL_SUFFIXES)
     )
+
+
+def compile_topics(regex: str | None) -> re.Pattern[str] | None:
+    """A `--topic` option: a regular expression that topic names must fully match."""
+    if regex is None:
+        return None
+    try:
+        return re.compile(regex)
+    except re.error as exc:
+        raise UsageError(f"--topic {regex!r} is not a regular expression: {exc}") from None
 
 
 @dataclass(frozen=True)

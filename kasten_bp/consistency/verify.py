@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from kasten_bp.consistency.core.classify import PrimarySide, RestoredSide, classify, join_details
 from kasten_bp.consistency.core.matching import aged_out_prefix, superseded_in_window
 from kasten_bp.consistency.core.report import (
@@ -23,17 +25,28 @@ EXACT_COUNT_LIMIT = 5000
 
 
 def verify(
-    primary: str, manifest: Manifest, restored: str, deep: bool, deep_workers: int | None = None
+    primary: str,
+    manifest: Manifest,
+    restored: str,
+    deep: bool,
+    deep_workers: int | None = None,
+    topics: re.Pattern[str] | None = None,
 ) -> VerifyReport:
     """Reads are batched across partitions (one assignment per cluster and purpose), so the
     default mode costs a few round trips plus O(partitions x head window) records. `deep`
     compares every record too, partitions in parallel in up to `deep_workers` processes
-    (default: one per two CPUs)."""
+    (default: one per two CPUs). `topics` limits the verify, and its verdict, to the
+    topics it fully matches (restored names)."""
+    if topics is not None:
+        manifest = manifest.only_topics(topics)
     restored_topics = admin.topics(restored)
     primary_topics = admin.topics(primary)
     in_manifest = {h.key for h in manifest.partitions}
     restored_keys = [
-        (t, p) for t, n in restored_topics.items() if not is_internal(t) for p in range(n)
+        (t, p)
+        for t, n in restored_topics.items()
+        if not is_internal(t) and (topics is None or topics.fullmatch(t))
+        for p in range(n)
     ]
     marks = admin.watermarks(restored, [k for k in restored_keys if k in in_manifest])
     present = [h for h in manifest.partitions if h.key in marks]
@@ -65,9 +78,11 @@ def verify(
         for topic, partition in restored_keys
         if (topic, partition) not in in_manifest
     ]
-    return build_report(
+    result = build_report(
         manifest.backup_id, restored, primary, reading.ISOLATION_LEVEL, deep, reports
     )
+    result.topic_filter = None if topics is None else topics.pattern
+    return result
 
 
 def _primary_sides(

@@ -144,6 +144,8 @@ def _verify(report: dict[str, Any]) -> dict[str, Any]:
         "records_compared": sum(p["records_compared"] for p in partitions),
         "partitions": partitions,
     }
+    if report.get("topic_filter"):
+        out["topic_filter"] = report["topic_filter"]  # a partial verify says so
     if "groups_verdict" in report:
         out["groups_verdict"] = report["groups_verdict"]
     return out

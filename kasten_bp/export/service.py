@@ -10,7 +10,6 @@ next is written.
 from __future__ import annotations
 
 import contextlib
-import re
 import signal
 import threading
 from collections.abc import Iterator, Mapping
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 
 from kasten_bp.catalog.base import Catalog, backup_key
 from kasten_bp.catalog.s3_objects import S3Objects
+from kasten_bp.consistency.scope import compile_topics
 from kasten_bp.errors import KastenBpError, UsageError
 from kasten_bp.export.envelope import Envelope, timestamp_type
 from kasten_bp.export.formats import Format, Writer, get_format
@@ -59,15 +59,6 @@ class ExportSource(Protocol):
 def export_pointer(export_id: str) -> str:
     """Where the catalog notes an export of a backup (the evidence report finds it there)."""
     return f"export-{export_id}.json"
-
-
-def compile_topics(regex: str | None) -> re.Pattern[str] | None:
-    if regex is None:
-        return None
-    try:
-        return re.compile(regex)
-    except re.error as exc:
-        raise UsageError(f"--topic {regex!r} is not a regular expression: {exc}") from None
 
 
 class Exports:

@@ -114,6 +114,18 @@ def test_verify_with_no_workers_is_one_line_exit_2(config_file: Path) -> None:
     }
 
 
+@pytest.mark.parametrize("extra", [[], ["--export", "s3://b/p/ex-1"]])
+def test_verify_with_a_bad_topic_is_one_line_exit_2(config_file: Path, extra: list[str]) -> None:
+    args = ["verify", "bk-any", "-c", str(config_file), "--topic", "(", *extra]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    line = error_line(result.stderr)
+    if extra:
+        assert line == "error: --topic does not apply to --export: an export is checked whole"
+    else:
+        assert line.startswith("error: --topic '(' is not a regular expression: ")
+
+
 def test_invalid_config_field(tmp_path: Path) -> None:
     path = tmp_path / "kasten-bp.yaml"
     path.write_text(yaml.safe_dump({"primary": {"bootstrap": "x:1"}}))

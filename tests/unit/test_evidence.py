@@ -228,7 +228,17 @@ def test_assembled_report_holds_what_was_measured(tmp_path: Path) -> None:
     assert rpo["primary_offset_of_last_record"] == 9
     assert doc["export"]["files"][0]["sha256"] == "ab" * 32
     assert doc["not_measured"] == []
+    assert "topic_filter" not in doc["verify"]  # the latest verify covered every topic
     assert "t/0/0.parquet" in markdown(doc) and "<table>" in to_html(doc)
+
+
+def test_a_verify_limited_by_topic_says_so_in_the_report(tmp_path: Path) -> None:
+    catalog = seed_catalog(tmp_path)
+    latest = catalog.read_json(f"backups/{BACKUP}/verify-400.json")
+    assert latest is not None
+    catalog.write_json(f"backups/{BACKUP}/verify-500.json", {**latest, "topic_filter": "t"})
+    doc = assemble(catalog, BACKUP)
+    assert doc["verify"]["name"] == "verify-500.json" and doc["verify"]["topic_filter"] == "t"
 
 
 def test_unmeasured_sections_are_absent(tmp_path: Path) -> None:

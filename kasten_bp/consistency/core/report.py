@@ -49,6 +49,8 @@ class VerifyReport(BaseModel):
     # restored run may step over them (MM2 mirrors with the same isolation).
     primary_isolation_level: str
     deep: bool
+    # The `--topic` regex the verify was limited to; None: every topic of the backup.
+    topic_filter: str | None = None
     verdict: str
     partitions: list[PartitionReport] = Field(default_factory=list)
     counts: dict[str, int] = Field(default_factory=dict)
