@@ -143,8 +143,9 @@ def run(
     time_bin = ensure_gnu_time()
     if time_bin is None:
         return {"skipped": "GNU time (/usr/bin/time) not found and could not be installed"}
+    # The partitions kcat reads, no others: `--topic` keeps the lab's other topics out.
     verify_argv = [sys.executable, "-m", "kasten_bp.cli", "verify", backup_id, "--deep"]
-    verify_argv += ["--config", str(config_path), "--output", "json"]
+    verify_argv += ["--topic", TOPIC, "--config", str(config_path), "--output", "json"]
     # The default (one process per two CPUs) and, for the record, two worker processes.
     variants = {"verify": verify_argv, "verify_workers_2": [*verify_argv, "--workers", "2"]}
     kcats = {
@@ -163,7 +164,6 @@ def run(
             report = json.loads(v.pop("stdout"))
             if v["returncode"] != 0 or report["verdict"] != "consistent":
                 raise RuntimeError(f"{name} --deep: exit {v['returncode']}, {report['verdict']}")
-            # Every partition of the backup is verified (other topics too): all count.
             compared = sum(p["records_compared"] for p in report["partitions"])
             if i:
                 runs[name].append(v)
@@ -240,6 +240,35 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def profile(argv: list[str], out: Path, top: int = 20) -> str:
+    """`py-spy record --native` of argv (its subprocesses too), as collapsed stacks in
+    `out`; returned: the frames with the most samples on top of the stack (self) and
+    anywhere in it (total), as shares of all samples."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        return "profile: py-spy not on PATH (pip install py-spy)"
+    record = [spy, "record", "--native", "--subprocesses", "--rate", "250", "--format", "raw"]
+    subprocess.run([*record, "--output", str(out), "--", *argv], check=True, capture_output=True)
+    own: dict[str, int] = {}
+    anywhere: dict[str, int] = {}
+    samples = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [f.split(" (")[0] for f in stack.split(";")]
+        n = int(count)
+        samples += n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            anywhere[frame] = anywhere.get(frame, 0) + n
+    lines = [f"profile of verify --deep: {samples} samples at 250/s (py-spy --native)"]
+    lines.append("  self  total  frame")
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {n / samples:5.1%} {anywhere[frame] / samples:6.1%}  {frame}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     """Standalone, for memory at scale: one `verify --deep` at --records (default 10 M) on a
     lab of one primary and one mirror broker (the bench's 3-broker mirror would need three
@@ -257,6 +286,12 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=10_000_000)
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
     parser.add_argument("--workers", type=int, help="verify --deep --workers (default: its own)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="then profile one more verify with py-spy (on PATH) into this file (raw stacks) "
+        "and print its top frames",
+    )
     args = parser.parse_args()
     time_bin = ensure_gnu_time()
     if time_bin is None:
@@ -278,7 +313,7 @@ def main() -> int:
         restore(backups, manifest)
         log("verify --deep under /usr/bin/time -v")
         argv = [sys.executable, "-m", "kasten_bp.cli", "verify", summary["backup_id"]]
-        argv += ["--deep", "--config", str(lab.config_path), "--output", "json"]
+        argv += ["--deep", "--topic", TOPIC, "--config", str(lab.config_path), "--output", "json"]
         if args.workers is not None:
             argv += ["--workers", str(args.workers)]
         measured = timed_process(time_bin, argv)
@@ -291,6 +326,9 @@ def main() -> int:
             f"{measured['cpu']:.1f}s CPU, peak RSS {measured['rss_mib']:.1f} MiB in all its "
             f"processes ({args.workers or 'default'} workers)"
         )
+        if args.profile is not None:
+            log(f"verify --deep again under py-spy (native frames) into {args.profile}")
+            print(profile(argv, args.profile))
         return 0 if measured["returncode"] == 0 else 1
     finally:
         log("stopping the lab")
