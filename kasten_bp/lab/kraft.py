@@ -214,7 +214,12 @@ def start_cluster(cluster: ClusterSpec) -> None:
 
 
 def stop_brokers(brokers: list[BrokerSpec], timeout: float = 60.0) -> None:
-    """Stop brokers concurrently: stopping a KRaft quorum one by one loses it half-way."""
+    """Stop brokers concurrently. Each is a KRaft voter, and Kafka completes a voter's
+    graceful shutdown at once only while it knows a live leader other than itself (or is
+    the only voter); the last voter standing waits out the 5 s fixed in Kafka's
+    KafkaRaftClientDriver. Together, that wait is paid once (measured on the lab's 3
+    brokers: 5.6-6.0 s in all); leader first then the rest, 6.0-6.4 s; one at a time,
+    leader first, 8-12 s on a busy machine (the last alone still waits 5 s)."""
     if not brokers:
         return
     with ThreadPoolExecutor(max_workers=len(brokers)) as pool:
