@@ -93,7 +93,8 @@ def watermarks(
     """(topic, partition) -> (log start offset, high watermark)."""
     if not partitions:
         return {}
-    with clients.pooled_consumer(bootstrap, "read_uncommitted") as consumer:
+    topics = {t for t, _ in partitions}
+    with clients.pooled_consumer(bootstrap, "read_uncommitted", topics=topics) as consumer:
         out = {}
         for topic, partition in partitions:
             low, high = consumer.get_watermark_offsets(
@@ -118,7 +119,7 @@ def offsets_for_times_many(
     """offsets_for_times for many partitions in one request: key -> offset (-1: none)."""
     if not stamps:
         return {}
-    with clients.pooled_consumer(bootstrap) as consumer:
+    with clients.pooled_consumer(bootstrap, topics={t for t, _ in stamps}) as consumer:
         found = consumer.offsets_for_times(
             [TopicPartition(t, p, ts) for (t, p), ts in stamps.items()], timeout=timeout
         )

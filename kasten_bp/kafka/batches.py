@@ -82,7 +82,9 @@ def content_batches(
     if end <= start:
         return
     position = start
-    with clients.pooled_consumer(bootstrap, ISOLATION_LEVEL, READ_SETTINGS) as consumer:
+    with clients.pooled_consumer(
+        bootstrap, ISOLATION_LEVEL, READ_SETTINGS, topics=(topic,)
+    ) as consumer:
         tp = TopicPartition(topic, partition, start)
         consumer.assign([tp])
         deadline = time.monotonic() + STUCK_AFTER_SECONDS

@@ -13,11 +13,11 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from kasten_bp.config import ClientSecurity, Config
@@ -166,12 +166,19 @@ def producer(bootstrap: str, extra: dict[str, Any] | None = None) -> Producer:
 ReadSettings = tuple[tuple[str, int], ...]
 _pool: dict[tuple[str, str, ReadSettings, ClientSecurity], list[Consumer]] = {}
 _pool_lock = threading.Lock()
+# The topics whose metadata each pooled consumer's librdkafka holds, by id(consumer).
+_known_topics: dict[int, set[str]] = {}
+_LEARN_TIMEOUT_SECONDS = 10.0
 
 
 @contextmanager
 def pooled_consumer(
-    bootstrap: str, isolation: str = "read_committed", settings: ReadSettings = ()
+    bootstrap: str,
+    isolation: str = "read_committed",
+    settings: ReadSettings = (),
+    topics: Iterable[str] = (),
 ) -> Iterator[Consumer]:
+    """A consumer of the pool, its metadata holding `topics` (the ones it will read)."""
     key = (bootstrap, isolation, settings, security_for(bootstrap))
     with _pool_lock:
         free = _pool.get(key)
@@ -179,16 +186,47 @@ def pooled_consumer(
     if c is None:
         c = consumer(bootstrap, {"isolation.level": isolation, **dict(settings)})
     try:
+        _learn_topics(c, topics)
         yield c
-    except BaseException:
-        c.close()  # state unknown after an error or an abandoned read: never reuse
+    except GeneratorExit:
+        # A read its caller stopped early (a generator closed mid-partition): the consumer
+        # is as after a finished read, prefetched records at most, which librdkafka drops
+        # at the next assignment (and readers skip what is not theirs).
+        _give_back(key, c)
         raise
+    except BaseException:
+        _known_topics.pop(id(c), None)
+        c.close()  # state unknown after an error: never reuse
+        raise
+    _give_back(key, c)
+
+
+def _give_back(key: tuple[str, str, ReadSettings, ClientSecurity], c: Consumer) -> None:
     assigned = c.assignment()
     if assigned:
         c.resume(assigned)  # a paused partition would stay paused for the next borrower
     c.unassign()
     with _pool_lock:
         _pool.setdefault(key, []).append(c)
+
+
+def _learn_topics(c: Consumer, topics: Iterable[str]) -> None:
+    """Left to itself, librdkafka learns the metadata of a topic newly assigned (or asked
+    about) only after a while: about 300 ms a topic, paid by every read that starts on a
+    topic the consumer has not seen. Reading many small partitions one after another paid
+    it per topic (`verify --deep` of 600 partitions with 10 records each: 202 s). One
+    request for every topic's metadata fills the consumer's cache at once (reading 30 such
+    partitions of new topics: 300 ms a partition before, 5-14 ms after). Only a speed-up:
+    if the request fails, the read goes on and librdkafka learns as before."""
+    wanted = set(topics)
+    known = _known_topics.setdefault(id(c), set())
+    if wanted <= known:
+        return
+    try:
+        metadata = c.list_topics(timeout=_LEARN_TIMEOUT_SECONDS)
+    except KafkaException:
+        return
+    known.update(name for name, t in metadata.topics.items() if t.error is None)
 
 
 _CLOSE_AT_EXIT_SECONDS = 5.0

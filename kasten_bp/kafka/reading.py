@@ -60,7 +60,8 @@ def stream_ranges(
     pending = {key: se for key, se in ranges.items() if se[1] > se[0]}
     if not pending:
         return
-    with clients.pooled_consumer(bootstrap, ISOLATION_LEVEL) as consumer:
+    topics = {t for t, _ in pending}
+    with clients.pooled_consumer(bootstrap, ISOLATION_LEVEL, topics=topics) as consumer:
         consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _) in pending.items()])
         deadline = time.monotonic() + STUCK_AFTER_SECONDS
         while pending:
