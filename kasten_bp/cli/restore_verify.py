@@ -184,8 +184,11 @@ def register(app: typer.Typer) -> None:
             topics = compile_topics(topic)
             b = _backups(config)
             manifest = _completed_manifest(b, backup_id)
-            if topics is not None and not manifest.only_topics(topics).partitions:
-                raise UsageError(f"backup {backup_id}: no topic matches --topic {topic!r}")
+            if topics is not None:
+                # Narrowed once, for the head/deep verify and the groups section alike.
+                manifest = manifest.only_topics(topics)
+                if not manifest.partitions:
+                    raise UsageError(f"backup {backup_id}: no topic matches --topic {topic!r}")
             bootstrap = restored_bootstrap(b, backup_id, restored)
             require_restored(bootstrap)
             report = verify(
