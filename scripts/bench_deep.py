@@ -9,6 +9,9 @@ summed over each process tree, run in alternation after one warm-up each, median
 - one `kcat -C -b RESTORED -t TOPIC -o beginning -e` process reading every partition of the
   same topic on the same restored cluster, its output to /dev/null; its rate is records
   read per second.
+- `scripts/read_floor.py`: verify's own reader over both clusters with nothing compared,
+  the floor of a verify built on confluent-kafka here; its share of verify's wall time
+  says how much of verify is reading.
 The topic holds `records` records of ~1 KiB in 6 partitions, backed up consistently and
 restored on the lab this section is given.
 """
@@ -155,7 +158,10 @@ def run(
         "kcat_primary": [kcat or "kcat", "-C", "-b", primary, "-t", TOPIC, "-o", "beginning"]
         + ["-e", "-q"],
     }
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*variants, *kcats]}
+    # The floor: verify's own reader over both clusters, nothing compared.
+    floor_argv = [sys.executable, str(Path(__file__).with_name("read_floor.py"))]
+    floor_argv += [primary, restored, TOPIC]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*variants, "read_floor", *kcats]}
     compared = 0
     for i in range(repeats + 1):  # the first round warms both up and is not counted
         log(f"deep verify vs kcat, round {i + 1} of {repeats + 1}")
@@ -167,6 +173,11 @@ def run(
             compared = sum(p["records_compared"] for p in report["partitions"])
             if i:
                 runs[name].append(v)
+        f = timed_process(time_bin, floor_argv)
+        if f["returncode"] != 0 or int(f.pop("stdout")) != 2 * expected:
+            raise RuntimeError(f"read_floor.py: exit {f['returncode']}, not {2 * expected} read")
+        if i:
+            runs["read_floor"].append(f)
         for name, argv in kcats.items() if kcat is not None else ():
             k = timed_process(time_bin, argv, keep_stdout=False)
             k.pop("stdout")
@@ -176,6 +187,7 @@ def run(
                 runs[name].append(k)
     out: dict[str, Any] = {"records": expected, "compared": compared, "repeats": repeats}
     counted = {name: compared for name in variants} | {name: expected for name in kcats}
+    counted["read_floor"] = 2 * expected  # records read, both clusters
     for name, measured in runs.items():
         if not measured:
             continue
@@ -188,6 +200,8 @@ def run(
             "records_per_second": round(count / wall, 1) if wall else None,
             "walls": [round(r["wall"], 3) for r in measured],
         }
+    # Of verify's wall time, the share its reads alone take (the rest is comparing).
+    out["read_share"] = round(out["read_floor"]["wall_seconds"] / out["verify"]["wall_seconds"], 3)
     if "kcat" in out:
         for name in variants:
             key = "ratio" if name == "verify" else f"ratio_{name}"
@@ -222,6 +236,13 @@ def render(r: dict[str, Any]) -> str:
             f"peak {w['peak_rss_mib']} MiB in all its processes (runs {w['walls']}); "
             f"ratio to kcat {r.get('ratio_verify_workers_2')}"
         )
+    f = r["read_floor"]
+    lines.append(
+        f"  its reads alone (scripts/read_floor.py: both clusters, nothing compared): "
+        f"{f['records_per_second']:,.0f} records read/s, {f['wall_seconds']}s wall, "
+        f"{f['cpu_seconds']}s CPU, peak {f['peak_rss_mib']} MiB (runs {f['walls']}); "
+        f"{r['read_share']} of verify's wall time"
+    )
     if "kcat" in r:
         k = r["kcat"]
         lines.append(
