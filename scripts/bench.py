@@ -21,8 +21,7 @@ under a temporary directory and stops at the end.
    so the ratio should be near 1.
 5. Consumer groups (scripts/bench_groups.py): `groups plan` for 200 groups x 30 partitions
    against the head-window verify of the same partitions (alternating, after a warm-up
-   round), and the group offsets a backup
-   writes to the primary (must be 0).
+   round), and the group offsets a backup writes to the primary (must be 0).
 
 Absolute times depend on the machine (and whatever else runs on it); the ratios are
 measured in one run on the same lab, so they compare like with like.
