@@ -11,7 +11,8 @@ summed over each process tree, run in alternation after one warm-up each, median
   read per second.
 - `scripts/read_floor.py`: verify's own reader over both clusters with nothing compared,
   the floor of a verify built on confluent-kafka here; its share of verify's wall time
-  says how much of verify is reading.
+  says how much of verify is reading (the rest: the comparison, and verify's CLI start-up
+  and head-window pass, which the floor does not do).
 The topic holds `records` records of ~1 KiB in 6 partitions, backed up consistently and
 restored on the lab this section is given.
 """
@@ -200,7 +201,8 @@ def run(
             "records_per_second": round(count / wall, 1) if wall else None,
             "walls": [round(r["wall"], 3) for r in measured],
         }
-    # Of verify's wall time, the share its reads alone take (the rest is comparing).
+    # Of verify's wall time, the share its reads alone take. The rest is not only the
+    # comparison: verify's CLI start-up and its head-window pass are in it too.
     out["read_share"] = round(out["read_floor"]["wall_seconds"] / out["verify"]["wall_seconds"], 3)
     if "kcat" in out:
         for name in variants:

@@ -2,8 +2,9 @@
 """The floor under `verify --deep` (a measure of `make bench`): every record of a topic
 read from two clusters with deep verify's own reader (`batches.content_batches`, columns
 included), a partition's two reads alternating batch by batch as verify's walk does, and
-nothing compared. What verify takes beyond this process is the comparison's; what this
-process takes beyond kcat is confluent-kafka's and the two clusters'.
+nothing compared. What verify takes beyond this process is its comparison, its CLI
+start-up and its head-window pass; what this process takes beyond kcat is confluent-kafka's
+and the second cluster's.
 
 usage: read_floor.py PRIMARY RESTORED TOPIC  (prints the records read)
 """

@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -171,11 +172,18 @@ def producer(bootstrap: str, extra: dict[str, Any] | None = None) -> Producer:
 # Keyed by security too: a consumer made before a registration changed is not reused.
 # ReadSettings: librdkafka settings of a purpose's consumers, over those of `consumer`.
 ReadSettings = tuple[tuple[str, int], ...]
-_pool: dict[tuple[str, str, ReadSettings, ClientSecurity], list[Consumer]] = {}
-_pool_lock = threading.Lock()
-# The topics whose metadata each pooled consumer's librdkafka holds, by id(consumer).
-_known_topics: dict[int, set[str]] = {}
+PoolKey = tuple[str, str, ReadSettings, ClientSecurity]
 _LEARN_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(eq=False)
+class _Pooled:
+    consumer: Consumer
+    known_topics: set[str] = field(default_factory=set)  # whose metadata it holds
+
+
+_pool: dict[PoolKey, list[_Pooled]] = {}
+_pool_lock = threading.Lock()
 
 
 @contextmanager
@@ -189,35 +197,35 @@ def pooled_consumer(
     key = (bootstrap, isolation, settings, security_for(bootstrap))
     with _pool_lock:
         free = _pool.get(key)
-        c = free.pop() if free else None
-    if c is None:
-        c = consumer(bootstrap, {"isolation.level": isolation, **dict(settings)})
+        pooled = free.pop() if free else None
+    if pooled is None:
+        pooled = _Pooled(consumer(bootstrap, {"isolation.level": isolation, **dict(settings)}))
     try:
-        _learn_topics(c, topics)
-        yield c
+        _learn_topics(pooled, topics)
+        yield pooled.consumer
     except GeneratorExit:
         # A read its caller stopped early (a generator closed mid-partition): the consumer
         # is as after a finished read, prefetched records at most, which librdkafka drops
         # at the next assignment (and readers skip what is not theirs).
-        _give_back(key, c)
+        _give_back(key, pooled)
         raise
     except BaseException:
-        _known_topics.pop(id(c), None)
-        c.close()  # state unknown after an error: never reuse
+        pooled.consumer.close()  # state unknown after an error: never reuse
         raise
-    _give_back(key, c)
+    _give_back(key, pooled)
 
 
-def _give_back(key: tuple[str, str, ReadSettings, ClientSecurity], c: Consumer) -> None:
+def _give_back(key: PoolKey, pooled: _Pooled) -> None:
+    c = pooled.consumer
     assigned = c.assignment()
     if assigned:
         c.resume(assigned)  # a paused partition would stay paused for the next borrower
     c.unassign()
     with _pool_lock:
-        _pool.setdefault(key, []).append(c)
+        _pool.setdefault(key, []).append(pooled)
 
 
-def _learn_topics(c: Consumer, topics: Iterable[str]) -> None:
+def _learn_topics(pooled: _Pooled, topics: Iterable[str]) -> None:
     """Left to itself, librdkafka learns the metadata of a topic newly assigned (or asked
     about) only after a while: about 300 ms a topic, paid by every read that starts on a
     topic the consumer has not seen. Reading many small partitions one after another paid
@@ -225,15 +233,13 @@ def _learn_topics(c: Consumer, topics: Iterable[str]) -> None:
     request for every topic's metadata fills the consumer's cache at once (reading 30 such
     partitions of new topics: 300 ms a partition before, 5-14 ms after). Only a speed-up:
     if the request fails, the read goes on and librdkafka learns as before."""
-    wanted = set(topics)
-    known = _known_topics.setdefault(id(c), set())
-    if wanted <= known:
+    if set(topics) <= pooled.known_topics:
         return
     try:
-        metadata = c.list_topics(timeout=_LEARN_TIMEOUT_SECONDS)
+        metadata = pooled.consumer.list_topics(timeout=_LEARN_TIMEOUT_SECONDS)
     except KafkaException:
         return
-    known.update(name for name, t in metadata.topics.items() if t.error is None)
+    pooled.known_topics.update(name for name, t in metadata.topics.items() if t.error is None)
 
 
 _CLOSE_AT_EXIT_SECONDS = 5.0
@@ -247,7 +253,7 @@ def _close_pool() -> None:
     consumers it still holds are never deallocated (which would block the same way)
     and the OS reclaims their sockets."""
     with _pool_lock:
-        consumers = [c for free in _pool.values() for c in free]
+        consumers = [p.consumer for free in _pool.values() for p in free]
         _pool.clear()
     if not consumers:
         return
