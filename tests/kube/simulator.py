@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kasten_bp.connect import ConnectClient
+from kasten_bp.connect import PAUSED, RUNNING, STOPPED, ConnectClient
 from kasten_bp.lab import kraft
 from kasten_bp.lab.kraft import BrokerSpec, ClusterSpec
 from kasten_bp.lab.ports import free_ports, is_listening
@@ -47,6 +47,7 @@ log = logging.getLogger("kube-simulator")
 
 FINALIZER = "kasten-bp.test/simulated-kubelet"
 PAUSE = "strimzi.io/pause-reconciliation"
+DECLARABLE_STATES = frozenset({RUNNING, PAUSED, STOPPED})
 
 
 def _now() -> str:
@@ -591,7 +592,13 @@ class StrimziOperatorSimulator(_Loop):
         if self.connect_url:
             with ConnectClient(self.connect_url) as client:
                 for name, state in desired.items():
-                    if client.state(name) != state:
+                    # As Strimzi: it moves a connector only between the states a user
+                    # declares. UNASSIGNED (a Connect rebalance, as when the mirror's
+                    # brokers come back) or FAILED is left to Connect.
+                    actual = client.state(name)
+                    if actual not in DECLARABLE_STATES:
+                        log.info("connector %s is %s: left to Connect", name, actual)
+                    elif actual != state:
                         client.restore_state(name, state)
                         self.connector_actions.append((name, state))
                 for name in desired:
