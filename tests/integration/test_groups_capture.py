@@ -113,11 +113,15 @@ class LiveMember:
 
 @pytest.fixture
 def filled(lab: LabHandle, topic: str) -> Iterator[str]:
-    producing.produce(
-        lab.primary,
-        [Record(topic, i % 3, -1, 0, b"k", f"v-{i}".encode(), ()) for i in range(RECORDS)],
-    )
-    wait_mirrored(lab.primary, lab.mirror, topic)
+    records = [Record(topic, i % 3, -1, 0, b"k", f"v-{i}".encode(), ()) for i in range(RECORDS)]
+    # First one record per partition, mirrored on its own: MM2 then writes an offset sync
+    # at upstream offset 0 for each partition, so it can checkpoint any offset a group
+    # commits. In one burst it may not: MM2 keeps at most 10 offset syncs in flight and
+    # replaces a partition's unsent sync with its newest (OffsetSyncWriter), and a
+    # partition whose only sync is at offset 19 has no checkpoint below it.
+    for batch in (records[:3], records[3:]):
+        producing.produce(lab.primary, batch)
+        wait_mirrored(lab.primary, lab.mirror, topic)
     yield topic
 
 
