@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from kasten_bp.consistency.group_positions import cut_end
 from kasten_bp.groups import committed
 from kasten_bp.kafka import admin, clients, producing
 from kasten_bp.manifest import Manifest
+from kasten_bp.platforms.local import LocalPlatform
 from kasten_bp.records import Record
 from kasten_bp.waiting import wait_for
 
@@ -152,9 +155,34 @@ def _compacted_gap(records: list[int]) -> int | None:
     return None
 
 
-def test_a_compacted_away_record_falls_back_to_an_earlier_one_and_counts_the_reread(
-    lab: LabHandle, restored_ids: list[str]
-) -> None:
+@dataclass(frozen=True)
+class CompactedCase:
+    topic: str
+    group: str
+    p_offset: int  # the group's offset on the primary: its record before was compacted away
+
+
+@dataclass(frozen=True)
+class AgedCase:
+    topic: str
+    group: str
+    last_read: Record  # the last record the group read, gone from the primary since
+
+
+@dataclass(frozen=True)
+class TwoGroupsBackup:
+    """One backup of both groups below, restored without groups: a backup and a restore
+    are the suite's dearest steps. Each case plans (and applies) its own group only."""
+
+    backup: dict[str, Any]
+    bootstrap: str
+    compacted: CompactedCase
+    aged: AgedCase
+
+
+def _compacted_case(lab: LabHandle) -> CompactedCase:
+    """A compacted topic whose group committed at an offset P whose record P-1 the log
+    cleaner removed on the primary, while an earlier record survives."""
     topic = f"cgc-{uuid.uuid4().hex[:8]}"
     group = f"cmp-{uuid.uuid4().hex[:6]}"
     admin.create_topic(
@@ -191,11 +219,54 @@ def test_a_compacted_away_record_falls_back_to_an_earlier_one_and_counts_the_rer
     assert p_offset is not None
     commit_as_consumer(lab.primary, group, {(topic, 0): p_offset})
     wait_mirrored(lab.primary, lab.mirror, topic)
+    return CompactedCase(topic, group, p_offset)
 
-    backup = cli_json(lab, "backup", "--group", group)
-    bootstrap = cli_json(lab, "restore", backup["backup_id"])["bootstrap"]
-    restored_ids.append(backup["backup_id"])
-    plan = run_json(lab, "groups", "plan", backup["backup_id"], "--restored", bootstrap)
+
+def _aged_case(lab: LabHandle) -> AgedCase:
+    """A group that read 30 of 60 records, whose first 40 records then aged out of the
+    primary: MM2's checkpoint is all that is left to place it."""
+    topic = f"cga-{uuid.uuid4().hex[:8]}"
+    group = f"aged-{uuid.uuid4().hex[:6]}"
+    admin.create_topic(lab.primary, topic, 1)
+    producing.produce(
+        lab.primary,
+        [Record(topic, 0, -1, 0, f"k{i}".encode(), f"v{i}".encode(), ()) for i in range(60)],
+    )
+    wait_mirrored(lab.primary, lab.mirror, topic)
+    assert lab.lab is not None
+    assert lab_consume(lab, group, topic, 30)["committed"] == {"0": 30}
+    last_read = partition_records(lab.primary, topic, 0)[29]
+    # MM2's checkpoint connector has seen the commit (it emits every second in the lab).
+    wait_for(
+        f"MM2's offset sync of {group} to the mirror",
+        lambda: committed(lab.mirror, group, [(topic, 0)]).get((topic, 0), 0) > 0,
+        120,
+    )
+    # The records up to the group's position age out of the primary (its log start moves
+    # past them, as retention would); the mirror still holds them.
+    kafka_tools.delete_records(lab.primary, {(topic, 0): 40})
+    return AgedCase(topic, group, last_read)
+
+
+@pytest.fixture(scope="module")
+def two_groups(lab: LabHandle) -> Iterator[TwoGroupsBackup]:
+    compacted, aged = _compacted_case(lab), _aged_case(lab)
+    backup = cli_json(lab, "backup", "--group", compacted.group, "--group", aged.group)
+    backup_id = backup["backup_id"]
+    bootstrap = cli_json(lab, "restore", backup_id)["bootstrap"]
+    try:
+        yield TwoGroupsBackup(backup, bootstrap, compacted, aged)
+    finally:
+        LocalPlatform(lab.config).stop_restored(backup_id)
+
+
+def test_a_compacted_away_record_falls_back_to_an_earlier_one_and_counts_the_reread(
+    lab: LabHandle, two_groups: TwoGroupsBackup
+) -> None:
+    case, backup, bootstrap = two_groups.compacted, two_groups.backup, two_groups.bootstrap
+    topic, group, p_offset = case.topic, case.group, case.p_offset
+    only = ("--group", group)
+    plan = run_json(lab, "groups", "plan", backup["backup_id"], "--restored", bootstrap, *only)
     (p,) = the_partition(plan, group)
     assert p["primary_offset"] == p_offset
     assert p["method"] == "earlier_record", p
@@ -217,44 +288,23 @@ def test_a_compacted_away_record_falls_back_to_an_earlier_one_and_counts_the_rer
     assert len(between) == p["reread"]
     assert all(primary_now.get(r.digest(), -1) < p_offset for r in between)
 
-    applied = run_json(lab, "groups", "apply", backup["backup_id"], "--restored", bootstrap)
+    applied = run_json(lab, "groups", "apply", backup["backup_id"], "--restored", bootstrap, *only)
     assert the_partition(applied, group)[0]["restored_offset"] == p["restored_offset"]
-    report = run_json(lab, "verify", backup["backup_id"])
+    report = run_json(lab, "verify", backup["backup_id"], "--topic", topic)
     (standing,) = [g for g in report["groups"] if g["group"] == group]
     assert standing["status"] == "exact"
 
 
 def test_a_group_whose_records_aged_out_of_the_primary_falls_back_to_mm2s_checkpoint(
-    lab: LabHandle, restored_ids: list[str]
+    lab: LabHandle, two_groups: TwoGroupsBackup
 ) -> None:
-    topic = f"cga-{uuid.uuid4().hex[:8]}"
-    group = f"aged-{uuid.uuid4().hex[:6]}"
-    admin.create_topic(lab.primary, topic, 1)
-    producing.produce(
-        lab.primary,
-        [Record(topic, 0, -1, 0, f"k{i}".encode(), f"v{i}".encode(), ()) for i in range(60)],
-    )
-    wait_mirrored(lab.primary, lab.mirror, topic)
-    assert lab.lab is not None
-    assert lab_consume(lab, group, topic, 30)["committed"] == {"0": 30}
-    last_read = partition_records(lab.primary, topic, 0)[29]
-    # MM2's checkpoint connector has seen the commit (it emits every second in the lab).
-    wait_for(
-        f"MM2's offset sync of {group} to the mirror",
-        lambda: committed(lab.mirror, group, [(topic, 0)]).get((topic, 0), 0) > 0,
-        120,
-    )
-    # The records up to the group's position age out of the primary (its log start moves
-    # past them, as retention would); the mirror still holds them.
-    kafka_tools.delete_records(lab.primary, {(topic, 0): 40})
-
-    backup = cli_json(lab, "backup", "--group", group)
+    case, backup, bootstrap = two_groups.aged, two_groups.backup, two_groups.bootstrap
+    topic, group = case.topic, case.group
     (captured,) = [g for g in backup["manifest"]["groups"] if g["group"] == group]
     (gp,) = captured["partitions"]
     assert gp["committed_offset"] == 30 and gp["checkpoint"] is not None
-    bootstrap = cli_json(lab, "restore", backup["backup_id"])["bootstrap"]
-    restored_ids.append(backup["backup_id"])
-    plan = run_json(lab, "groups", "plan", backup["backup_id"], "--restored", bootstrap)
+    only = ("--group", group)
+    plan = run_json(lab, "groups", "plan", backup["backup_id"], "--restored", bootstrap, *only)
     (p,) = the_partition(plan, group)
     assert p["method"] == "checkpoint", p
     assert p["restored_offset"] == gp["checkpoint"]["downstream_offset"] == p["checkpoint_offset"]
@@ -262,7 +312,9 @@ def test_a_group_whose_records_aged_out_of_the_primary_falls_back_to_mm2s_checkp
     # Where the exact position is (the restored twin of the last record the group read):
     # MM2's answer is never ahead of it (at-least-once), so nothing is skipped.
     twin = [
-        r.offset for r in partition_records(bootstrap, topic, 0) if r.digest() == last_read.digest()
+        r.offset
+        for r in partition_records(bootstrap, topic, 0)
+        if r.digest() == case.last_read.digest()
     ]
     assert len(twin) == 1
     assert p["restored_offset"] <= twin[0] + 1

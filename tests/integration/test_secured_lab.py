@@ -215,30 +215,6 @@ def test_mm2_mirrors_a_topic_over_sasl_ssl(secure_lab: SecureLab) -> None:
             )
 
 
-def test_backup_restore_verify_through_the_cli_with_the_generated_config(
-    secure_lab: SecureLab,
-) -> None:
-    topic = f"t-{uuid.uuid4().hex[:10]}"
-    admin.create_topic(secure_lab.primary, topic, 3)
-    producing.produce(secure_lab.primary, _records(topic, 45))
-    wait_mirrored(secure_lab.primary, secure_lab.mirror, topic)
-
-    backup = secure_lab.cli("backup")
-    assert backup["status"] == "COMPLETED", backup
-    backup_id = backup["backup_id"]
-    restored = secure_lab.cli("restore", backup_id)
-    bootstrap = restored["bootstrap"]
-    state = secure_lab.lab.require_state()
-    for b in state.restored[backup_id].brokers:
-        assert f"listeners=SASL_SSL://127.0.0.1:{b.port}," in b.config_path.read_text()
-    report = secure_lab.cli("verify", backup_id)
-    assert report["restored_bootstrap"] == bootstrap
-    assert report["verdict"] == "consistent", report
-    statuses = {p["status"] for p in report["partitions"]}
-    assert statuses <= {"consistent", "behind"}, report
-    assert any(p["topic"] == topic for p in report["partitions"])
-
-
 # --- bad credentials: one line, exit 2, nothing changed -----------------------------------
 
 GROUP_DESCRIBE = ("User:kasten-bp", "GROUP", "*", "DESCRIBE")
@@ -378,17 +354,32 @@ def _primary_end_offsets(primary: str) -> dict[tuple[str, int], int]:
     return admin.end_offsets(primary, partitions)
 
 
-def test_a_backup_writes_nothing_to_the_primary(secure_lab: SecureLab) -> None:
+def test_backup_restore_verify_through_the_cli_write_nothing_to_the_primary(
+    secure_lab: SecureLab,
+) -> None:
+    """The round trip with the config `lab up --secure` generated, over SASL_SSL; all the
+    while no producer writes to the primary, so every end offset must stay put."""
     topic = f"t-{uuid.uuid4().hex[:10]}"
     admin.create_topic(secure_lab.primary, topic, 3)
-    producing.produce(secure_lab.primary, _records(topic, 30))
+    producing.produce(secure_lab.primary, _records(topic, 45))
     wait_mirrored(secure_lab.primary, secure_lab.mirror, topic)
-    # No producer writes to the primary from here on: every end offset must stay put.
     offsets_before = _primary_end_offsets(secure_lab.primary)
     groups_before = groups.group_ids(secure_lab.primary)
 
     backup = secure_lab.cli("backup")
     assert backup["status"] == "COMPLETED", backup
+    backup_id = backup["backup_id"]
+    restored = secure_lab.cli("restore", backup_id)
+    bootstrap = restored["bootstrap"]
+    state = secure_lab.lab.require_state()
+    for b in state.restored[backup_id].brokers:
+        assert f"listeners=SASL_SSL://127.0.0.1:{b.port}," in b.config_path.read_text()
+    report = secure_lab.cli("verify", backup_id)
+    assert report["restored_bootstrap"] == bootstrap
+    assert report["verdict"] == "consistent", report
+    statuses = {p["status"] for p in report["partitions"]}
+    assert statuses <= {"consistent", "behind"}, report
+    assert any(p["topic"] == topic for p in report["partitions"])
 
     offsets_after = _primary_end_offsets(secure_lab.primary)
     # kasten-bp's readers carry group.id kasten-bp-reader: librdkafka looks up its
