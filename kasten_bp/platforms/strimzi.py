@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from kasten_bp.errors import KastenBpError, PermanentError, TemporaryError, UsageError
@@ -57,6 +58,12 @@ POOL = "strimzi.io/pool-name"
 NEXT_NODE_IDS = "strimzi.io/next-node-ids"
 CLUSTER_ID_ANNOTATION = "kasten-bp.io/cluster-id"
 RESTORED_FROM = "kasten-bp.io/restored-from"
+# Touched to make the operator reconcile a KafkaMirrorMaker2 again (Strimzi reconciles on
+# every change to the resource, and otherwise only every 2 minutes by default).
+RECONCILE_REQUESTED = "kasten-bp.io/reconcile-requested"
+# How long the declared connector states may go unreported after the operator observed
+# them before kasten-bp asks for another reconciliation.
+RECONCILE_NUDGE_SECONDS = 5.0
 CONNECTOR_FIELDS = {
     "MirrorSourceConnector": "sourceConnector",
     "MirrorCheckpointConnector": "checkpointConnector",
@@ -147,29 +154,58 @@ class StrimziMirrorMaker:
         self.kube.patch(r.MIRRORMAKER2S, self.namespace, self.name, ops, content_type=r.JSON_PATCH)
         announce(f"{self.label}: set connectors {states}")
 
+        nudged_at = time.monotonic()
+
         def reached() -> bool:
+            nonlocal nudged_at
             cur = self._get()
             generation = cur["metadata"].get("generation", 0)
             if (cur.get("status") or {}).get("observedGeneration", -1) < generation:
                 return False
-            status = self._status(cur)
-            for name, state in states.items():
-                st = status.get(name)
-                if st is None:
-                    return False
-                connector = (st.get("connector") or {}).get("state")
-                tasks = st.get("tasks") or []
-                if connector == "FAILED" or any(t.get("state") == "FAILED" for t in tasks):
-                    raise PermanentError(f"{self.label}: connector {name} FAILED")
-                if connector != state.upper():
-                    return False
-                if state.upper() == "RUNNING" and any(t.get("state") != "RUNNING" for t in tasks):
-                    return False
-                if state.upper() == "STOPPED" and tasks:
-                    return False
+            if not self._states_reached(cur, states):
+                if time.monotonic() - nudged_at >= RECONCILE_NUDGE_SECONDS:
+                    self._request_reconcile(cur, states)
+                    nudged_at = time.monotonic()
+                return False
             return True
 
         wait_for(f"{self.label} status.connectors to show {states}", reached, timeout)
+
+    def _request_reconcile(self, mm2: dict[str, Any], states: dict[str, str]) -> None:
+        """The operator observed the declared states but its status does not show them.
+        Strimzi leaves a connector it finds UNASSIGNED (a Connect rebalance, as when the
+        mirror's brokers come back) to its next reconciliation, and reports what Connect
+        said as it reconciled: touching the resource makes it reconcile now."""
+        status = self._status(mm2)
+        shown = {
+            name: str(((status.get(name) or {}).get("connector") or {}).get("state"))
+            for name in states
+        }
+        announce(f"{self.label}: status shows {shown}: asking the operator to reconcile again")
+        self.kube.patch(
+            r.MIRRORMAKER2S,
+            self.namespace,
+            self.name,
+            {"metadata": {"annotations": {RECONCILE_REQUESTED: str(time.time())}}},
+        )
+
+    def _states_reached(self, mm2: dict[str, Any], states: dict[str, str]) -> bool:
+        status = self._status(mm2)
+        for name, state in states.items():
+            st = status.get(name)
+            if st is None:
+                return False
+            connector = (st.get("connector") or {}).get("state")
+            tasks = st.get("tasks") or []
+            if connector == "FAILED" or any(t.get("state") == "FAILED" for t in tasks):
+                raise PermanentError(f"{self.label}: connector {name} FAILED")
+            if connector != state.upper():
+                return False
+            if state.upper() == "RUNNING" and any(t.get("state") != "RUNNING" for t in tasks):
+                return False
+            if state.upper() == "STOPPED" and tasks:
+                return False
+        return True
 
     def stop(self, names: list[str], timeout: float) -> None:
         self._set(dict.fromkeys(names, "STOPPED"), timeout)

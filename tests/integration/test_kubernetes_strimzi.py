@@ -22,7 +22,14 @@ from kasten_bp.lab.load import LoadSpec, run_load
 from kasten_bp.manifest import ClusterInfo, Manifest
 from kasten_bp.platforms.kube import resources as k
 from kasten_bp.platforms.kube.api import Kube
-from kasten_bp.platforms.strimzi import PAUSE, StrimziPlatform, parse_node
+from kasten_bp.platforms.mm2_rest import ConnectRestMirrorMaker
+from kasten_bp.platforms.strimzi import (
+    PAUSE,
+    RECONCILE_REQUESTED,
+    StrimziMirrorMaker,
+    StrimziPlatform,
+    parse_node,
+)
 from kasten_bp.platforms.strimzi_objects import TOPICS, USERS, ca_secret_names
 from kasten_bp.records import Record
 from kasten_bp.waiting import wait_for
@@ -224,6 +231,36 @@ def test_strimzi_backup_restore_verify_with_real_brokers_and_volumes(
             if p["topic"] == topic and p["status"] not in ("consistent", "behind")
         }
         assert bad == {0}, report["partitions"]
+    finally:
+        sims.stop()
+
+
+def test_a_connector_unassigned_as_the_operator_reconciles_gets_another_reconciliation(
+    kube: Kube, namespace: str, lab: LabHandle
+) -> None:
+    """Strimzi leaves a connector it finds UNASSIGNED (Connect rebalancing, as when the
+    mirror's brokers come back) to its next reconciliation: 2 minutes later by default,
+    unless the resource changes. kasten-bp asks for one instead of waiting."""
+    create_strimzi_cluster(kube, namespace)
+    sims = start_simulators(kube, [namespace], connect_url=lab.config.connect.url)
+    sims.operator.full_reconciliation_seconds = 600  # longer than any wait below
+    mirrormaker = StrimziMirrorMaker(
+        kube, namespace, "mm2", ConnectRestMirrorMaker(lab.config.connect)
+    )
+    source, checkpoint = [n for n in lab.config.connect.connectors if "Heartbeat" not in n]
+    try:
+        mirrormaker.stop([source, checkpoint], timeout=60)
+        assert lab_connector_states(lab)[source] == "STOPPED"
+        # The operator sees the source connector UNASSIGNED for its reconciliations of
+        # the next 8 s: the one the resume's patch starts, and the one its own status
+        # update starts. Then nothing changes the resource for 10 minutes.
+        sims.operator.rebalance(source, seconds=8)
+        mirrormaker.restore({source: "RUNNING", checkpoint: "RUNNING"}, timeout=60)
+        assert source in sims.operator.unassigned_seen
+        mm2 = kube.get(k.MIRRORMAKER2S, namespace, "mm2")
+        assert RECONCILE_REQUESTED in mm2["metadata"]["annotations"]
+        assert (source, "RUNNING") in sims.operator.connector_actions
+        assert set(lab_connector_states(lab).values()) == CONNECTORS_STATE_RUNNING
     finally:
         sims.stop()
 

@@ -407,6 +407,35 @@ class StrimziOperatorSimulator(_Loop):
         self.never_ready = False
         self.ignore_pause = False
         self.connector_actions: list[tuple[str, str]] = []
+        # As Strimzi: a KafkaMirrorMaker2 is reconciled when it changes (a watch event,
+        # its own status updates included) and every `full_reconciliation_seconds`
+        # (STRIMZI_FULL_RECONCILIATION_INTERVAL_MS, 2 minutes by default). 0: every tick.
+        self.full_reconciliation_seconds = 0.0
+        self._mm2_reconciled: dict[tuple[str, str], tuple[str, float]] = {}
+        # Connectors Connect reports UNASSIGNED until a time (a rebalance), by name.
+        self._rebalancing_until: dict[str, float] = {}
+        self.unassigned_seen: list[str] = []
+
+    def rebalance(self, connector: str, seconds: float) -> None:
+        """Connect reports `connector` UNASSIGNED to this operator for `seconds`, as while
+        the workers rebalance; its real state is what it was."""
+        self._rebalancing_until[connector] = time.monotonic() + seconds
+
+    def _due(self, mm2: dict[str, Any]) -> bool:
+        meta = mm2["metadata"]
+        key = (meta["namespace"], meta["name"])
+        last = self._mm2_reconciled.get(key)
+        if self.full_reconciliation_seconds <= 0 or last is None:
+            return True
+        version, at = last
+        changed = meta.get("resourceVersion") != version
+        return changed or time.monotonic() - at >= self.full_reconciliation_seconds
+
+    def _observed_state(self, client: ConnectClient, name: str) -> dict[str, Any]:
+        if time.monotonic() < self._rebalancing_until.get(name, 0.0):
+            self.unassigned_seen.append(name)
+            return {"connector": {"state": "UNASSIGNED"}, "tasks": []}
+        return client.status(name)
 
     def tick(self) -> None:
         for kafka in self.find(k.KAFKAS):
@@ -560,6 +589,14 @@ class StrimziOperatorSimulator(_Loop):
 
     # KafkaMirrorMaker2: connector states through the REAL Connect REST API
     def _mm2(self, mm2: dict[str, Any]) -> None:
+        if not self._due(mm2):
+            return
+        meta = mm2["metadata"]
+        # Recorded before this reconciliation's own status update, which is a change too.
+        self._mm2_reconciled[(meta["namespace"], meta["name"])] = (
+            meta.get("resourceVersion", ""),
+            time.monotonic(),
+        )
         if self._paused(mm2):
             if not k.condition_true(mm2, "ReconciliationPaused"):
                 self.patch_status(
@@ -595,14 +632,14 @@ class StrimziOperatorSimulator(_Loop):
                     # As Strimzi: it moves a connector only between the states a user
                     # declares. UNASSIGNED (a Connect rebalance, as when the mirror's
                     # brokers come back) or FAILED is left to Connect.
-                    actual = client.state(name)
+                    actual = self._observed_state(client, name)["connector"]["state"]
                     if actual not in DECLARABLE_STATES:
                         log.info("connector %s is %s: left to Connect", name, actual)
                     elif actual != state:
                         client.restore_state(name, state)
                         self.connector_actions.append((name, state))
                 for name in desired:
-                    st = client.status(name)
+                    st = self._observed_state(client, name)
                     connectors.append(
                         {"name": name, "connector": st["connector"], "tasks": st.get("tasks", [])}
                     )
