@@ -33,8 +33,8 @@ class DamagedCopy:
     """One backup of the session lab holding a topic for each case below, and a doctored
     copy of it, restored, in which each damage topic took its own damage. The cases share
     them because a backup and a restore cost the most CPU of the suite; each case checks
-    its own topics with `verify --topic`, and one case checks that a verify of the whole
-    copy names each damage and nothing else."""
+    its own topics with `verify --topic`, and one case checks that one verify of all the
+    damage cases' topics names each damage and nothing else."""
 
     backup: dict[str, Any]  # the `backup` command's JSON
     copy_id: str
@@ -48,6 +48,8 @@ class DamagedCopy:
     bootstrap: str  # the restored copy's
 
     def topics(self) -> list[str]:
+        """The topics the damage left as they were or damaged (not `live`, which its case
+        changes on the restored copy)."""
         return [self.txn, self.compacted, self.torn, self.changed, self.deep, self.holed]
 
 
