@@ -3,6 +3,7 @@ their details for the manifest, and deleting a backup's snapshots."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,21 +62,43 @@ def snapshot_error(vs: dict[str, Any]) -> str | None:
     return str(error["message"]) if error.get("message") else None
 
 
+# The snapshot controller retries a snapshot that reported an error and clears the error
+# when it succeeds; some errors are passing (seen: an API conflict as it updated a group
+# snapshot content's status). An error that stands this long ends the wait.
+SNAPSHOT_ERROR_GRACE_SECONDS = 10.0
+
+
+class StandingErrors:
+    """The errors snapshots report while a wait goes on; `check` fails once one has been
+    reported without a break for `grace` seconds."""
+
+    def __init__(self, grace: float = SNAPSHOT_ERROR_GRACE_SECONDS) -> None:
+        self.grace = grace
+        self._since: dict[str, float] = {}
+
+    def check(self, what: str, error: str | None) -> None:
+        if error is None:
+            self._since.pop(what, None)
+            return
+        if what not in self._since:
+            self._since[what] = time.monotonic()
+            announce(f"{what} reports an error; the snapshot controller retries: {error}")
+        if time.monotonic() - self._since[what] >= self.grace:
+            raise PermanentError(f"{what} failed: {error}")
+
+
 def wait_snapshots_ready(
     kube: Kube, namespace: str, names: dict[str, str], timeout: float
 ) -> dict[str, dict[str, Any]]:
     """PVC -> its VolumeSnapshot (`names`: PVC -> snapshot name) once all are readyToUse;
-    a snapshot that reports an error ends the wait at once."""
+    a snapshot whose error stands (`StandingErrors`) ends the wait."""
+    errors = StandingErrors()
 
     def all_ready() -> dict[str, dict[str, Any]] | None:
         got = {}
         for pvc, name in names.items():
             vs = kube.get(SNAPSHOTS, namespace, name)
-            error = snapshot_error(vs)
-            if error:
-                raise PermanentError(
-                    f"volumesnapshot {namespace}/{name} of pvc {pvc} failed: {error}"
-                )
+            errors.check(f"volumesnapshot {namespace}/{name} of pvc {pvc}", snapshot_error(vs))
             if not (vs.get("status") or {}).get("readyToUse"):
                 return None
             got[pvc] = vs
@@ -95,8 +118,8 @@ def snapshot_volumes(
     timeout: float,
     extra_labels: dict[str, str],
 ) -> list[dict[str, Any]]:
-    """One VolumeSnapshot per PVC; wait until all are readyToUse, failing at once on a
-    reported error. Returns, per volume, the details to record in the manifest."""
+    """One VolumeSnapshot per PVC; wait until all are readyToUse, failing on an error
+    that stands. Returns, per volume, the details to record in the manifest."""
     labels = {BACKUP_LABEL: label_value(backup_id), **extra_labels}
     names = {}
     for vol in volumes:
@@ -174,11 +197,11 @@ def group_snapshot(
     kube.create_or_get(GROUP_SNAPSHOTS, namespace, body)
     announce(f"created volumegroupsnapshot {namespace}/{name} of pvcs {labels_selector(selector)}")
 
+    errors = StandingErrors()
+
     def ready() -> dict[str, Any] | None:
         vgs = kube.get(GROUP_SNAPSHOTS, namespace, name)
-        error = snapshot_error(vgs)
-        if error:
-            raise PermanentError(f"volumegroupsnapshot {namespace}/{name} failed: {error}")
+        errors.check(f"volumegroupsnapshot {namespace}/{name}", snapshot_error(vgs))
         return vgs if (vgs.get("status") or {}).get("readyToUse") else None
 
     vgs = wait_for(f"volumegroupsnapshot {namespace}/{name} to be readyToUse", ready, timeout)
