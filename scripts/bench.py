@@ -14,8 +14,9 @@ under a temporary directory and stops at the end.
    records of ~1 KiB in 6 partitions, backed up and restored; both timed as whole processes
    in alternation (median of --repeats; wall and CPU from /usr/bin/time -v, peak RSS summed
    over the process tree): records verified/s against the records/s one kcat process
-   reads from the same restored topic (also with `--workers 2`), and the floor: verify's
-   reader over both clusters, nothing compared (scripts/read_floor.py).
+   reads from the same restored topic (also with `--workers 2`), the floor: verify's
+   reader over both clusters, nothing compared (scripts/read_floor.py), and the ceiling:
+   confluent-kafka's consume() alone (scripts/consume_ceiling.py).
 4. Head-window verify (the default, not deep) at 1x and 10x the data, in this process,
    median of --repeats after one warm-up: its cost should grow with partitions, not bytes,
    so the ratio should be near 1.

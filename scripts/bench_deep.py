@@ -13,6 +13,9 @@ summed over each process tree, run in alternation after one warm-up each, median
   the floor of a verify built on confluent-kafka here; its share of verify's wall time
   says how much of verify is reading (the rest: the comparison, and verify's CLI start-up
   and head-window pass, which the floor does not do).
+- `scripts/consume_ceiling.py`: confluent-kafka's batch `consume()` with nothing done with
+  the records, on the restored cluster alone (against kcat there) and on both clusters at
+  once, one process each: the most any verify on this client could reach.
 The topic holds `records` records of ~1 KiB in 6 partitions, backed up consistently and
 restored on the lab this section is given.
 """
@@ -162,7 +165,12 @@ def run(
     # The floor: verify's own reader over both clusters, nothing compared.
     floor_argv = [sys.executable, str(Path(__file__).with_name("read_floor.py"))]
     floor_argv += [primary, restored, TOPIC]
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*variants, "read_floor", *kcats]}
+    # The ceiling: confluent-kafka's consume() alone, nothing done with the records; on the
+    # restored cluster (against kcat there), and on both clusters at once in two processes.
+    ceiling = [sys.executable, str(Path(__file__).with_name("consume_ceiling.py")), TOPIC]
+    ceilings = {"ceiling_one": [*ceiling, restored], "ceiling_both": [*ceiling, primary, restored]}
+    names = [*variants, "read_floor", *ceilings, *kcats]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     compared = 0
     for i in range(repeats + 1):  # the first round warms both up and is not counted
         log(f"deep verify vs kcat, round {i + 1} of {repeats + 1}")
@@ -179,6 +187,15 @@ def run(
             raise RuntimeError(f"read_floor.py: exit {f['returncode']}, not {2 * expected} read")
         if i:
             runs["read_floor"].append(f)
+        for name, argv in ceilings.items():
+            c = timed_process(time_bin, argv)
+            clusters = len(argv) - len(ceiling)
+            if c["returncode"] != 0 or int(c.pop("stdout")) != clusters * expected:
+                raise RuntimeError(
+                    f"{name}: exit {c['returncode']}, not {clusters * expected} read"
+                )
+            if i:
+                runs[name].append(c)
         for name, argv in kcats.items() if kcat is not None else ():
             k = timed_process(time_bin, argv, keep_stdout=False)
             k.pop("stdout")
@@ -189,6 +206,8 @@ def run(
     out: dict[str, Any] = {"records": expected, "compared": compared, "repeats": repeats}
     counted = {name: compared for name in variants} | {name: expected for name in kcats}
     counted["read_floor"] = 2 * expected  # records read, both clusters
+    counted["ceiling_one"] = expected
+    counted["ceiling_both"] = 2 * expected
     for name, measured in runs.items():
         if not measured:
             continue
@@ -214,6 +233,13 @@ def run(
         out["kcat_both_records_per_second"] = round(2 * expected / both, 1)
         out["ratio_same_work"] = round(
             out["verify"]["records_per_second"] * 2 / out["kcat_both_records_per_second"], 3
+        )
+        # What confluent-kafka alone reaches against kcat: reading one cluster, and the
+        # records/s a verify could reach at best (both clusters read at once, halved).
+        kcat_rate = out["kcat"]["records_per_second"]
+        out["ratio_ceiling_one"] = round(out["ceiling_one"]["records_per_second"] / kcat_rate, 3)
+        out["ratio_ceiling_verify"] = round(
+            out["ceiling_both"]["records_per_second"] / 2 / kcat_rate, 3
         )
     return out
 
@@ -245,6 +271,15 @@ def render(r: dict[str, Any]) -> str:
         f"{f['cpu_seconds']}s CPU, peak {f['peak_rss_mib']} MiB (runs {f['walls']}); "
         f"{r['read_share']} of verify's wall time"
     )
+    one, both = r["ceiling_one"], r["ceiling_both"]
+    lines.append(
+        f"  confluent-kafka's consume() alone (scripts/consume_ceiling.py, nothing done with "
+        f"the records): restored cluster {one['records_per_second']:,.0f} records read/s, "
+        f"{one['wall_seconds']}s wall, {one['cpu_seconds']}s CPU, peak {one['peak_rss_mib']} "
+        f"MiB (runs {one['walls']}); both clusters at once, one process each "
+        f"{both['records_per_second']:,.0f} records read/s, {both['wall_seconds']}s wall, "
+        f"{both['cpu_seconds']}s CPU (runs {both['walls']})"
+    )
     if "kcat" in r:
         k = r["kcat"]
         lines.append(
@@ -259,6 +294,11 @@ def render(r: dict[str, Any]) -> str:
             f"(runs {p['walls']}); kcat on both {r['kcat_both_records_per_second']:,.0f} "
             f"records read/s, verify --deep {2 * v['records_per_second']:,.0f}; ratio "
             f"{r['ratio_same_work']}"
+        )
+        lines.append(
+            f"  ceiling on this client: consume() alone on one cluster is "
+            f"{r['ratio_ceiling_one']} of kcat; a verify reading both clusters at that rate "
+            f"would verify at most {r['ratio_ceiling_verify']} of kcat's read rate"
         )
     return "\n".join(lines)
 
