@@ -427,6 +427,7 @@ def run(workdir: Path, records: int, scale: int, repeats: int, deep_records: int
             results["downtime_median"]["bare_seconds"],
         ),
         "deep_verify_vs_kcat_records_per_second": results["deep_verify"].get("ratio"),
+        "deep_verify_ceiling_vs_kcat": results["deep_verify"].get("ratio_ceiling_verify"),
         f"head_verify_{scale}x_vs_1x": ratio(head10, head1),
     }
     writes = results["primary_writes"]
@@ -452,6 +453,11 @@ def _f(value: Any, digits: int = 2) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def _half(rate: float | None) -> float | None:
+    """Records verified/s at a rate of records read/s over two clusters."""
+    return None if rate is None else rate / 2
 
 
 def render(r: dict[str, Any]) -> str:
@@ -483,6 +489,12 @@ def render(r: dict[str, Any]) -> str:
             _f(r["deep_verify"].get("verify", {}).get("records_per_second"), 0),
             f"kcat read/s {_f(r['deep_verify'].get('kcat', {}).get('records_per_second'), 0)}",
             _f(ratios["deep_verify_vs_kcat_records_per_second"], 3),
+        ),
+        (
+            "  its ceiling on confluent-kafka (verified/s)",
+            _f(_half(r["deep_verify"].get("ceiling_both", {}).get("records_per_second")), 0),
+            "consume() only, 2 clusters",
+            _f(ratios["deep_verify_ceiling_vs_kcat"], 3),
         ),
         (
             f"head-window verify (s), {scale}x vs 1x data",
