@@ -455,11 +455,6 @@ def _f(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _half(rate: float | None) -> float | None:
-    """Records verified/s at a rate of records read/s over two clusters."""
-    return None if rate is None else rate / 2
-
-
 def render(r: dict[str, Any]) -> str:
     scale = r["scale"]
     ratios = r["ratios"]
@@ -492,7 +487,7 @@ def render(r: dict[str, Any]) -> str:
         ),
         (
             "  its ceiling on confluent-kafka (verified/s)",
-            _f(_half(r["deep_verify"].get("ceiling_both", {}).get("records_per_second")), 0),
+            _f(r["deep_verify"].get("ceiling_verified_per_second"), 0),
             "consume() only, 2 clusters",
             _f(ratios["deep_verify_ceiling_vs_kcat"], 3),
         ),

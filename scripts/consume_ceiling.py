@@ -15,7 +15,7 @@ import gc
 import multiprocessing
 import sys
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
 
 from kasten_bp.kafka import clients
 from kasten_bp.kafka.batches import BATCH, READ_SETTINGS
@@ -24,18 +24,13 @@ _error = Message.error
 
 
 def read_all(bootstrap: str, topic: str) -> int:
-    """Records of every partition of `topic` on `bootstrap`, read from the beginning to
-    the end each partition had when the read began."""
+    """Records of every partition of `topic` on `bootstrap`, from the beginning until the
+    consumer reports each partition's end."""
     gc.disable()  # as deep verify does
     consumer = clients.consumer(bootstrap, dict(READ_SETTINGS))  # deep verify's consumer
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            for p in partitions
-        }
-        live = {p for p, (low, high) in ends.items() if high > low}
-        consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in live])
+        live = set(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in live])
         read = 0
         while live:
             msgs = consumer.consume(num_messages=BATCH, timeout=0.2)
