@@ -55,10 +55,20 @@ S3_TEMPORARY = {
 }
 # Kafka Connect answers 409 while its workers rebalance.
 HTTP_TEMPORARY = {409, 429}
+# How Kubernetes reports an optimistic-concurrency conflict (apimachinery's
+# OptimisticLockErrorMsg): the writer lost a race and reads the object again. A controller
+# that copies such an error into a status (the CSI snapshot controllers do) retries it.
+KUBE_CONFLICT_MESSAGE = "the object has been modified; please apply your changes"
 
 
 def temporary_http_status(status: int) -> bool:
     return status in HTTP_TEMPORARY or (status >= 500 and status != 501)
+
+
+def temporary_status_error(message: str) -> bool:
+    """Whether an error a controller wrote into an object's status is one it retries by
+    itself (a lost write race), and so can never be final."""
+    return KUBE_CONFLICT_MESSAGE in message
 
 
 def is_temporary(exc: BaseException) -> bool:

@@ -22,6 +22,7 @@ from kasten_bp.lab.load import LoadSpec, run_load
 from kasten_bp.manifest import ClusterInfo, Manifest
 from kasten_bp.platforms.kube import resources as k
 from kasten_bp.platforms.kube.api import Kube
+from kasten_bp.platforms.kube.snapshots import snapshot_error
 from kasten_bp.platforms.mm2_rest import ConnectRestMirrorMaker
 from kasten_bp.platforms.strimzi import (
     PAUSE,
@@ -34,6 +35,7 @@ from kasten_bp.platforms.strimzi_objects import TOPICS, USERS, ca_secret_names
 from kasten_bp.records import Record
 from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.states import RunState
+from tests.kube import csi_hostpath
 from tests.kube.simulator import LabBinding, VolumeBrokers
 
 from .helpers import BackgroundProducer, LabHandle, assert_all_mirrored, cli_json_for, wait_mirrored
@@ -437,6 +439,51 @@ def test_group_snapshot_jbod_maps_every_pvc_to_its_broker(
         assert info[content["status"]["snapshotHandle"]] == pv["spec"]["csi"]["volumeHandle"]
         assert d["pvc"] == f"data-{d['jbod_volume_id']}-mirror-dual-{ref.broker_id}"
     platform.delete_snapshots("bk-group-1")
+    wait_all_deleted(kube, k.GROUP_SNAPSHOTS, namespace)
+    wait_all_deleted(kube, k.SNAPSHOTS, namespace)
+
+
+def test_group_snapshot_outlasts_an_error_its_controllers_recover_from(
+    kube_env: KubeEnv, kube: Kube, namespace: str, lab: LabHandle, sims: Sims, tmp_path: Path
+) -> None:
+    """The CSI driver fails the group snapshot until the VolumeGroupSnapshot shows the error,
+    then recovers. The csi-snapshotter's retry succeeds and clears the group content's
+    error, but the snapshot controller clears the VolumeGroupSnapshot's copy only after it
+    has made all six member VolumeSnapshots, longer than kasten-bp's grace for an error.
+    kasten-bp judges the error at the content and takes the snapshot."""
+    create_strimzi_cluster(kube, namespace, jbod=2)
+    wait_strimzi_ready(kube, namespace)
+    config = strimzi_config(kube_env, lab, tmp_path, namespace, group_snapshot_class=GROUP_CLASS)
+    platform = StrimziPlatform(config)
+    failing = volume_handle(kube, namespace, "data-1-mirror-dual-2")
+    reported: list[str] = []
+
+    def recover_once_reported() -> None:
+        def error() -> str | None:
+            vgs = kube.get_optional(k.GROUP_SNAPSHOTS, namespace, "bk-flaky-group")
+            return snapshot_error(vgs) if vgs else None
+
+        try:
+            reported.append(wait_for("the group snapshot's error", error, 60))
+        finally:
+            csi_hostpath.clear_faults(kube_env.csi_root)
+
+    platform.stop_brokers([1, 2, 3], 30)
+    with csi_faults(kube_env, fail_snapshot=[failing]):
+        recovery = threading.Thread(target=recover_once_reported)
+        recovery.start()
+        try:
+            refs = platform.snapshot_volumes("bk-flaky", [1, 2, 3], 90)
+        finally:
+            recovery.join()
+    platform.start_brokers([1, 2, 3], 60)
+    assert len(reported) == 1 and "injected fault" in reported[0]
+    assert sorted(ref.details["pvc"] for ref in refs) == sorted(
+        f"data-{j}-mirror-dual-{i}" for i in (1, 2, 3) for j in (0, 1)
+    )
+    (vgs,) = kube.find(k.GROUP_SNAPSHOTS, namespace)
+    assert vgs["status"]["readyToUse"] and snapshot_error(vgs) is None
+    platform.delete_snapshots("bk-flaky")
     wait_all_deleted(kube, k.GROUP_SNAPSHOTS, namespace)
     wait_all_deleted(kube, k.SNAPSHOTS, namespace)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kasten_bp.errors import KastenBpError, PermanentError
+from kasten_bp.errors import KastenBpError, PermanentError, TemporaryError
 from kasten_bp.platforms.kube.api import Kube
 from kasten_bp.platforms.kube.resources import (
     GROUP_SNAPSHOT_CONTENTS,
@@ -21,6 +21,7 @@ from kasten_bp.platforms.kube.resources import (
     labels_selector,
     parse_quantity,
 )
+from kasten_bp.transience import temporary_status_error
 from kasten_bp.waiting import announce, wait_for
 
 BACKUP_LABEL = "kasten-bp.io/backup-id"
@@ -62,29 +63,71 @@ def snapshot_error(vs: dict[str, Any]) -> str | None:
     return str(error["message"]) if error.get("message") else None
 
 
-# The snapshot controller retries a snapshot that reported an error and clears the error
-# when it succeeds; some errors are passing (seen: an API conflict as it updated a group
-# snapshot content's status). An error that stands this long ends the wait.
+def standing_error(kube: Kube, snapshot: dict[str, Any]) -> str | None:
+    """The error a VolumeSnapshot or VolumeGroupSnapshot reports, judged at its source.
+
+    The snapshot controller copies its bound content's error up, and clears the copy only
+    once it has finished with the snapshot (for a group: after it has made every member
+    VolumeSnapshot, seconds later). An error the content no longer reports is passed.
+    """
+    error = snapshot_error(snapshot)
+    status = snapshot.get("status") or {}
+    if error is None:
+        return None
+    if content_name := status.get("boundVolumeSnapshotContentName"):
+        content = kube.get_optional(SNAPSHOT_CONTENTS, None, content_name)
+    elif content_name := status.get("boundVolumeGroupSnapshotContentName"):
+        content = kube.get_optional(GROUP_SNAPSHOT_CONTENTS, None, content_name)
+    else:
+        return error
+    if content is None:
+        return error
+    return snapshot_error(content)
+
+
+# The snapshot controllers retry a snapshot that reported an error and clear the error when
+# it succeeds. An API conflict is always retried (`transience.temporary_status_error`) and
+# ends a wait only at its timeout; any other error ends it once it has stood this long
+# (a CSI driver that fails a snapshot keeps failing it).
 SNAPSHOT_ERROR_GRACE_SECONDS = 10.0
 
 
 class StandingErrors:
-    """The errors snapshots report while a wait goes on; `check` fails once one has been
-    reported without a break for `grace` seconds."""
+    """The errors snapshots report while a wait goes on. `check` records what one reports
+    now and fails once an error that is not passing has stood without a break for `grace`
+    seconds; `still_waiting` names the errors standing, so the wait goes on and its
+    timeout says what it waited out."""
 
     def __init__(self, grace: float = SNAPSHOT_ERROR_GRACE_SECONDS) -> None:
         self.grace = grace
         self._since: dict[str, float] = {}
+        self._now: dict[str, str] = {}
 
     def check(self, what: str, error: str | None) -> None:
         if error is None:
             self._since.pop(what, None)
+            self._now.pop(what, None)
             return
         if what not in self._since:
             self._since[what] = time.monotonic()
             announce(f"{what} reports an error; the snapshot controller retries: {error}")
-        if time.monotonic() - self._since[what] >= self.grace:
+        self._now[what] = error
+        stood = time.monotonic() - self._since[what]
+        if not temporary_status_error(error) and stood >= self.grace:
             raise PermanentError(f"{what} failed: {error}")
+
+    def still_waiting(self) -> None:
+        if self._now:
+            raise TemporaryError(
+                "; ".join(
+                    f"{what} reports an error the snapshot controller retries: {error}"
+                    for what, error in self._now.items()
+                )
+            )
+
+
+def ready_to_use(snapshot: dict[str, Any]) -> bool:
+    return bool((snapshot.get("status") or {}).get("readyToUse"))
 
 
 def wait_snapshots_ready(
@@ -98,11 +141,18 @@ def wait_snapshots_ready(
         got = {}
         for pvc, name in names.items():
             vs = kube.get(SNAPSHOTS, namespace, name)
-            errors.check(f"volumesnapshot {namespace}/{name} of pvc {pvc}", snapshot_error(vs))
-            if not (vs.get("status") or {}).get("readyToUse"):
-                return None
-            got[pvc] = vs
-        return got
+            # Ready wins over an error not yet cleared: the snapshot is usable.
+            ready = ready_to_use(vs)
+            errors.check(
+                f"volumesnapshot {namespace}/{name} of pvc {pvc}",
+                None if ready else standing_error(kube, vs),
+            )
+            if ready:
+                got[pvc] = vs
+        if len(got) == len(names):
+            return got
+        errors.still_waiting()
+        return None
 
     return wait_for(
         f"{len(names)} volumesnapshots in {namespace} to be readyToUse", all_ready, timeout
@@ -201,8 +251,11 @@ def group_snapshot(
 
     def ready() -> dict[str, Any] | None:
         vgs = kube.get(GROUP_SNAPSHOTS, namespace, name)
-        errors.check(f"volumegroupsnapshot {namespace}/{name}", snapshot_error(vgs))
-        return vgs if (vgs.get("status") or {}).get("readyToUse") else None
+        if ready_to_use(vgs):
+            return vgs
+        errors.check(f"volumegroupsnapshot {namespace}/{name}", standing_error(kube, vgs))
+        errors.still_waiting()
+        return None
 
     vgs = wait_for(f"volumegroupsnapshot {namespace}/{name} to be readyToUse", ready, timeout)
     uid = vgs["metadata"]["uid"]
