@@ -412,7 +412,9 @@ def test_group_snapshot_jbod_maps_every_pvc_to_its_broker(
         (i, [f"data-0-mirror-dual-{i}", f"data-1-mirror-dual-{i}"]) for i in (1, 2, 3)
     ]
     platform.stop_brokers([1, 2, 3], 30)
-    refs = platform.snapshot_volumes("bk-group-1", [1, 2, 3], 30)
+    # The snapshot controller makes the 6 member VolumeSnapshots one after another, ~2 s
+    # each here when idle (13 s in all): 30 s left a loaded CI machine little room.
+    refs = platform.snapshot_volumes("bk-group-1", [1, 2, 3], 120)
     platform.start_brokers([1, 2, 3], 60)
     groups = kube.find(k.GROUP_SNAPSHOTS, namespace)
     assert [g["metadata"]["name"] for g in groups] == ["bk-group-1-group"]
@@ -473,7 +475,7 @@ def test_group_snapshot_outlasts_an_error_its_controllers_recover_from(
         recovery = threading.Thread(target=recover_once_reported)
         recovery.start()
         try:
-            refs = platform.snapshot_volumes("bk-flaky", [1, 2, 3], 90)
+            refs = platform.snapshot_volumes("bk-flaky", [1, 2, 3], 120)
         finally:
             recovery.join()
     platform.start_brokers([1, 2, 3], 60)
