@@ -68,12 +68,12 @@ def standing_error(kube: Kube, snapshot: dict[str, Any]) -> str | None:
 
     The snapshot controller copies its bound content's error up, and clears the copy only
     once it has finished with the snapshot (for a group: after it has made every member
-    VolumeSnapshot, seconds later). An error the content no longer reports is passed.
+    VolumeSnapshot, seconds later). An error the content no longer reports is over.
     """
     error = snapshot_error(snapshot)
-    status = snapshot.get("status") or {}
     if error is None:
         return None
+    status = snapshot.get("status") or {}
     if content_name := status.get("boundVolumeSnapshotContentName"):
         content = kube.get_optional(SNAPSHOT_CONTENTS, None, content_name)
     elif content_name := status.get("boundVolumeGroupSnapshotContentName"):
@@ -94,8 +94,8 @@ SNAPSHOT_ERROR_GRACE_SECONDS = 10.0
 
 class StandingErrors:
     """The errors snapshots report while a wait goes on. `check` records what one reports
-    now and fails once an error that is not passing has stood without a break for `grace`
-    seconds; `still_waiting` names the errors standing, so the wait goes on and its
+    now and fails once an error other than an API conflict has stood without a break for
+    `grace` seconds; `still_waiting` names the errors standing, so the wait goes on and its
     timeout says what it waited out."""
 
     def __init__(self, grace: float = SNAPSHOT_ERROR_GRACE_SECONDS) -> None:
