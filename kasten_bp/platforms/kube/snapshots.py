@@ -100,30 +100,30 @@ class StandingErrors:
 
     def __init__(self, grace: float = SNAPSHOT_ERROR_GRACE_SECONDS) -> None:
         self.grace = grace
-        self._since: dict[str, float] = {}
-        self._now: dict[str, str] = {}
+        self._standing: dict[str, tuple[float, str]] = {}  # what -> (since, message)
 
     def check(self, what: str, error: str | None) -> None:
         if error is None:
-            self._since.pop(what, None)
-            self._now.pop(what, None)
+            self._standing.pop(what, None)
             return
-        if what not in self._since:
-            self._since[what] = time.monotonic()
-            announce(f"{what} reports an error; the snapshot controller retries: {error}")
-        self._now[what] = error
-        stood = time.monotonic() - self._since[what]
-        if not temporary_status_error(error) and stood >= self.grace:
+        if what in self._standing:
+            since = self._standing[what][0]
+        else:
+            since = time.monotonic()
+            announce(self._retried(what, error))
+        self._standing[what] = (since, error)
+        if not temporary_status_error(error) and time.monotonic() - since >= self.grace:
             raise PermanentError(f"{what} failed: {error}")
 
     def still_waiting(self) -> None:
-        if self._now:
+        if self._standing:
             raise TemporaryError(
-                "; ".join(
-                    f"{what} reports an error the snapshot controller retries: {error}"
-                    for what, error in self._now.items()
-                )
+                "; ".join(self._retried(w, error) for w, (_, error) in self._standing.items())
             )
+
+    @staticmethod
+    def _retried(what: str, error: str) -> str:
+        return f"{what} reports an error the snapshot controller retries: {error}"
 
 
 def ready_to_use(snapshot: dict[str, Any]) -> bool:
@@ -136,10 +136,12 @@ def wait_snapshots_ready(
     """PVC -> its VolumeSnapshot (`names`: PVC -> snapshot name) once all are readyToUse;
     a snapshot whose error stands (`StandingErrors`) ends the wait."""
     errors = StandingErrors()
+    got: dict[str, dict[str, Any]] = {}  # a snapshot once ready stays ready: read no more
 
     def all_ready() -> dict[str, dict[str, Any]] | None:
-        got = {}
         for pvc, name in names.items():
+            if pvc in got:
+                continue
             vs = kube.get(SNAPSHOTS, namespace, name)
             # Ready wins over an error not yet cleared: the snapshot is usable.
             ready = ready_to_use(vs)
