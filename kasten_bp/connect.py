@@ -181,6 +181,11 @@ class ConnectClient:
         body = self._call("GET", self._path(name, "/offsets"), f"offsets of connector {name}")
         return list(body.json().get("offsets", []))
 
+    def alter_offsets(self, name: str, entries: list[dict[str, Any]]) -> None:
+        """Set committed source offsets (KIP-875; the connector must be STOPPED)."""
+        what = f"altering the offsets of connector {name}"
+        self._call("PATCH", self._path(name, "/offsets"), what, json={"offsets": entries})
+
 
 # Judgements of one `status` answer: a wait's probe asks for the status once per poll.
 

@@ -32,6 +32,19 @@ class PartitionHead(BaseModel):
     head: list[HeadRecord]
     # The last primary offset MM2 had committed for this partition at quiesce.
     mm2_source_offset: int | None = None
+    # The primary offset of the mirror's last record at the cut (consistent backups since
+    # the backlog fix): past mm2_source_offset where MM2's producer delivered records in
+    # flight as it stopped. None in older manifests and hot backups.
+    cut_primary_offset: int | None = None
+
+    @property
+    def last_primary_offset(self) -> int | None:
+        """The primary offset of the newest record in the backup as the cut recorded it."""
+        return (
+            self.cut_primary_offset
+            if self.cut_primary_offset is not None
+            else self.mm2_source_offset
+        )
 
     @property
     def key(self) -> tuple[str, int]:

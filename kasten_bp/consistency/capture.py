@@ -16,7 +16,11 @@ def capture_heads(
     scope: list[ReplicatedPartition],
     window_size: int,
     source_offsets: dict[tuple[str, int], int],
+    cut_offsets: dict[tuple[str, int], int] | None = None,
 ) -> list[PartitionHead]:
+    """`source_offsets`: MM2's committed offsets; `cut_offsets`: the proven cut (the primary
+    offset of the mirror's last record), which narrows the translation where known."""
+    cut = cut_offsets or {}
     marks = admin.watermarks(mirror, [rp.mirror_key for rp in scope])
     compacted = compacted_topics(mirror, sorted({rp.mirror_topic for rp in scope}))
     windows = reading.read_tails(
@@ -27,7 +31,7 @@ def capture_heads(
             rp.primary_topic,
             rp.partition,
             windows[rp.mirror_key],
-            source_offsets.get(rp.primary_key),
+            cut.get(rp.primary_key, source_offsets.get(rp.primary_key)),
             rp.mirror_topic in compacted,
         )
         for rp in scope
@@ -52,7 +56,8 @@ def capture_heads(
                     )
                     for r, po in zip(request.window, alignment.offsets, strict=True)
                 ],
-                mm2_source_offset=request.hint_last_offset,
+                mm2_source_offset=source_offsets.get(rp.primary_key),
+                cut_primary_offset=cut.get(rp.primary_key),
             )
         )
     return heads

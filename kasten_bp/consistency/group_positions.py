@@ -57,8 +57,8 @@ def cut_end(head: PartitionHead) -> int | None:
     translated = [h.primary_offset for h in head.head if h.primary_offset is not None]
     if translated:
         return max(translated) + 1
-    if head.mm2_source_offset is not None:
-        return head.mm2_source_offset + 1
+    if head.last_primary_offset is not None:
+        return head.last_primary_offset + 1
     return None
 
 

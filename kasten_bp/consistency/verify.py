@@ -95,7 +95,7 @@ def _primary_sides(
             h.primary_topic,
             h.partition,
             windows[h.key],
-            h.head[-1].primary_offset if h.head else h.mm2_source_offset,
+            h.head[-1].primary_offset if h.head else h.last_primary_offset,
             h.compacted,
         )
         for h in heads

@@ -166,8 +166,9 @@ def _rpo(manifest: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
         last = head.get("head") or []
         if last and last[-1].get("primary_offset") is not None:
             row["primary_offset_of_last_record"] = last[-1]["primary_offset"]
-        if head.get("mm2_source_offset") is not None:
-            row["mm2_source_offset"] = head["mm2_source_offset"]
+        for field in ("mm2_source_offset", "cut_primary_offset"):
+            if head.get(field) is not None:
+                row[field] = head[field]
         p = measured.get(key)
         if p is not None:
             for name in ("records_behind", "seconds_behind"):

@@ -33,6 +33,11 @@ class MirrorMakerControl(Protocol):
         """(primary topic, partition) -> last primary offset MM2 has committed as mirrored."""
         ...
 
+    def alter_source_offsets(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Set MM2's committed source offsets of these partitions, its connectors stopped:
+        MM2 resumes after each. KastenBpError when they cannot be altered."""
+        ...
+
 
 class Platform(Protocol):
     name: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kasten_bp.config import ConnectConfig
 from kasten_bp.connect import STOPPED, ConnectClient, reached
@@ -60,18 +60,48 @@ class ConnectRestMirrorMaker:
 
                 wait_for(f"connector {name} to be {state}", probe, timeout, *_TIGHT)
 
+    def _source_connectors(self) -> list[str]:
+        return [name for name in self.connectors if name.endswith("MirrorSourceConnector")]
+
     def source_offsets(self) -> dict[tuple[str, int], int]:
         out: dict[tuple[str, int], int] = {}
         with self.client() as client:
-            for name in self.connectors:
-                if not name.endswith("MirrorSourceConnector"):
-                    continue
+            for name in self._source_connectors():
                 for entry in client.offsets(name):
-                    part, off = entry.get("partition", {}), entry.get("offset", {})
-                    try:
-                        out[(str(part["topic"]), int(part["partition"]))] = int(off["offset"])
-                    except (KeyError, TypeError, ValueError):
-                        raise KastenBpError(
-                            f"connector {name}: unexpected offset entry {entry}"
-                        ) from None
+                    out[_partition_of(name, entry)] = _offset_of(name, entry)
         return out
+
+    def alter_source_offsets(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Set MM2's committed source offsets of these partitions (connectors STOPPED). The
+        partition maps are MM2's own, as Connect lists them, so nothing of MM2's offset
+        format (the source alias among them) is assumed here."""
+        left = dict(offsets)
+        with self.client() as client:
+            for name in self._source_connectors():
+                entries = []
+                for entry in client.offsets(name):
+                    key = _partition_of(name, entry)
+                    if key in left:
+                        entries.append(
+                            {**entry, "offset": {**entry["offset"], "offset": left.pop(key)}}
+                        )
+                if entries:
+                    client.alter_offsets(name, entries)
+        if left:
+            names = ", ".join(f"{t}[{p}]" for t, p in sorted(left))
+            raise KastenBpError(f"MM2 has no committed source offset for {names} to alter")
+
+
+def _partition_of(name: str, entry: dict[str, Any]) -> tuple[str, int]:
+    part = entry.get("partition") or {}
+    try:
+        return (str(part["topic"]), int(part["partition"]))
+    except (KeyError, TypeError, ValueError):
+        raise KastenBpError(f"connector {name}: unexpected offset entry {entry}") from None
+
+
+def _offset_of(name: str, entry: dict[str, Any]) -> int:
+    try:
+        return int((entry.get("offset") or {})["offset"])
+    except (KeyError, TypeError, ValueError):
+        raise KastenBpError(f"connector {name}: unexpected offset entry {entry}") from None

@@ -166,6 +166,14 @@ class ScaledMirrorMaker:
             wait_for(f"Connect REST {self.rest.url} to answer", self._rest_up, timeout)
             self.rest.restore(connectors, timeout)
 
+    def alter_source_offsets(self, offsets: dict[tuple[str, int], int]) -> None:
+        if not self._rest_up():
+            raise KastenBpError(
+                f"Connect REST {self.rest.url} (connect.url) does not answer while "
+                f"{self.workload().label} is scaled to 0"
+            )
+        self.rest.alter_source_offsets(offsets)
+
     def source_offsets(self) -> dict[tuple[str, int], int]:
         """MM2's committed offsets from Connect REST whenever it answers; while the workload
         is scaled to 0, the ones read as this run stopped it."""

@@ -222,6 +222,17 @@ class StrimziMirrorMaker:
                 f"(connect.url), which failed: {exc}"
             ) from None
 
+    def alter_source_offsets(self, offsets: dict[tuple[str, int], int]) -> None:
+        # Through the same Connect REST path the offsets are read from: the operator leaves
+        # a connector's offsets alone, and its STOPPED state is what KIP-875 requires.
+        try:
+            self.rest.alter_source_offsets(offsets)
+        except KastenBpError as exc:
+            raise KastenBpError(
+                f"MM2 source offsets are altered through Connect REST at {self.rest.url} "
+                f"(connect.url), which failed: {exc}"
+            ) from None
+
 
 class StrimziPlatform(KubePlatform):
     name = "strimzi"

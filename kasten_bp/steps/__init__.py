@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kasten_bp.steps.advance_mm2_offsets import AdvanceMirrorMakerOffsets
 from kasten_bp.steps.capture_groups import CaptureGroups
 from kasten_bp.steps.capture_heads import CaptureHeads
 from kasten_bp.steps.confirm_replication import ConfirmReplication
@@ -41,6 +42,7 @@ def backup_flow(mode: str) -> Flow:
             DiscoverTopics(),
             PauseMirrorMaker(),
             WaitCaughtUp(),
+            AdvanceMirrorMakerOffsets(),
             CaptureHeads(),
             CaptureGroups(),
             StopBrokers(),

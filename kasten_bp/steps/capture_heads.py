@@ -19,8 +19,11 @@ class CaptureHeads(Step[CaptureNeeds, Nothing, Captured]):
     def do(self, ctx: RunContext, needs: CaptureNeeds, plan: Nothing) -> Captured:
         config = ctx.config
         mm2 = ctx.platform.mirrormaker
+        cut = None
         if needs.source_offsets is not None:
             offsets = by_partition(needs.source_offsets)
+            if needs.cut_offsets is not None:
+                cut = by_partition(needs.cut_offsets)
         else:
             offsets = mm2.source_offsets()  # hot: nothing is proven
         connectors = needs.connector_states
@@ -29,7 +32,7 @@ class CaptureHeads(Step[CaptureNeeds, Nothing, Captured]):
         window = needs.head_window or config.backup.head_window
         primary, mirror = config.primary.bootstrap, config.mirror.bootstrap
         scope = replicated_partitions(primary, mirror, config.replication)
-        heads = capture_heads(primary, mirror, scope, window, offsets)
+        heads = capture_heads(primary, mirror, scope, window, offsets, cut)
         manifest = Manifest(
             backup_id=ctx.backup_id,
             created_at=now_iso(),

@@ -1,5 +1,5 @@
-"""Confirm MM2 replicates again: where the primary gained records while MM2 was stopped,
-MM2's committed source offset must move past the one recorded at quiesce."""
+"""Confirm MM2 replicates again: where the primary gained records past the cut while MM2
+was stopped, MM2's committed source offset must move past the cut."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class ConfirmReplication(Step[ConfirmNeeds, Nothing, Confirmed]):
     def do(self, ctx: RunContext, needs: ConfirmNeeds, plan: Nothing) -> Confirmed:
         if not any(s == "RUNNING" for s in needs.connector_states.values()):
             return Confirmed(confirmed_partitions=0)  # MM2 was not running before the backup
-        at_quiesce = by_partition(needs.source_offsets)
+        at_quiesce = by_partition({**needs.source_offsets, **(needs.cut_offsets or {})})
         config = ctx.config
         primary = config.primary.bootstrap
         scope = replicated_partitions(primary, config.mirror.bootstrap, config.replication)

@@ -22,13 +22,24 @@ class ConnectorStates(Model):
 
 
 class SourceOffsets(Model):
-    """MM2's committed source offsets at the proven cut, "topic/partition" -> offset."""
+    """MM2's committed source offsets as the catch-up proof found them, and the proven cut:
+    the primary offset of the mirror's last record, which is past the committed offset
+    where MM2's producer delivered records in flight as it stopped. "topic/partition" ->
+    offset."""
 
     source_offsets: dict[str, int]
+    # None in journals written before the cut was told apart from the committed offsets.
+    cut_offsets: dict[str, int] | None = None
 
     @classmethod
-    def of(cls, offsets: dict[tuple[str, int], int]) -> SourceOffsets:
-        return cls(source_offsets={f"{t}/{p}": o for (t, p), o in sorted(offsets.items())})
+    def of(
+        cls, offsets: dict[tuple[str, int], int], cut: dict[tuple[str, int], int] | None = None
+    ) -> SourceOffsets:
+        return cls(source_offsets=keyed(offsets), cut_offsets=None if cut is None else keyed(cut))
+
+
+def keyed(offsets: dict[tuple[str, int], int]) -> dict[str, int]:
+    return {f"{t}/{p}": o for (t, p), o in sorted(offsets.items())}
 
     def by_partition(self) -> dict[tuple[str, int], int]:
         return by_partition(self.source_offsets)
@@ -93,8 +104,10 @@ class Sealed(Model):
 class CaptureNeeds(Model):
     mode: str
     head_window: int | None = None
-    # Consistent mode: the proven cut. Hot mode has none: MM2's offsets as they are now.
+    # Consistent mode: MM2's committed offsets and the proven cut. Hot mode has neither:
+    # MM2's offsets as they are now.
     source_offsets: dict[str, int] | None = None
+    cut_offsets: dict[str, int] | None = None
     connector_states: dict[str, str] | None = None
 
 
@@ -121,6 +134,19 @@ class GroupsCaptured(Model):
 class ConfirmNeeds(Model):
     connector_states: dict[str, str]
     source_offsets: dict[str, int]
+    cut_offsets: dict[str, int] | None = None
+
+
+# --- advance_mm2_offsets ------------------------------------------------------
+class AdvanceNeeds(Model):
+    source_offsets: dict[str, int]
+    cut_offsets: dict[str, int] | None = None
+
+
+class Advanced(Model):
+    # "topic/partition" -> [MM2's committed offset before, after]: where the mirror held
+    # records past it, MM2 resumes after the mirror's last record, not before it.
+    mm2_offsets_advanced: dict[str, list[int]]
 
 
 class Confirmed(Model):
