@@ -23,6 +23,9 @@ under a temporary directory and stops at the end.
 5. Consumer groups (scripts/bench_groups.py): `groups plan` for 200 groups x 30 partitions
    against the head-window verify of the same partitions (alternating, after a warm-up
    round), and the group offsets a backup writes to the primary (must be 0).
+6. A backup under MM2 backlog (scripts/bench_backlog.py): --backlog-records loaded while
+   MM2 is paused, the backup started as it resumes; its mirror-unavailable and MM2-stopped
+   seconds against a bare stop + cp -a + start measured right after it.
 
 Absolute times depend on the machine (and whatever else runs on it); the ratios are
 measured in one run on the same lab, so they compare like with like.
@@ -46,6 +49,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
+import bench_backlog
 import bench_deep  # scripts/ is on sys.path when this file runs as a script
 import bench_groups
 from confluent_kafka import TopicPartition
@@ -264,8 +268,20 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3)
 
 
-def run(workdir: Path, records: int, scale: int, repeats: int, deep_records: int) -> dict[str, Any]:
-    results: dict[str, Any] = {"records": records, "scale": scale, "notes": []}
+def run(
+    workdir: Path,
+    records: int,
+    scale: int,
+    repeats: int,
+    deep_records: int,
+    backlog_records: int = 200_000,
+) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "records": records,
+        "scale": scale,
+        "backlog_records": backlog_records,
+        "notes": [],
+    }
     notes: list[str] = results["notes"]
     kcat, kcat_note = ensure_kcat()
     if kcat is None:
@@ -410,6 +426,17 @@ def run(workdir: Path, records: int, scale: int, repeats: int, deep_records: int
             repeats,
             log,
         )
+
+        # (6) a backup under MM2 backlog, last: its topic stays out of the figures above.
+        results["backlog"] = bench_backlog.run(
+            lab,
+            config,
+            backups,
+            backlog_records,
+            take_backup,
+            lambda: bare_stop_copy_start(lab, backups, workdir / "bare-copy"),
+            log,
+        )
     finally:
         log("stopping the lab")
         try:
@@ -429,6 +456,12 @@ def run(workdir: Path, records: int, scale: int, repeats: int, deep_records: int
         "deep_verify_vs_kcat_records_per_second": results["deep_verify"].get("ratio"),
         "deep_verify_ceiling_vs_kcat": results["deep_verify"].get("ratio_ceiling_verify"),
         f"head_verify_{scale}x_vs_1x": ratio(head10, head1),
+        "backlog_mirror_unavailable_vs_bare": ratio(
+            results["backlog"]["mirror_unavailable_seconds"], results["backlog"]["bare_seconds"]
+        ),
+        "backlog_mm2_stopped_vs_bare": ratio(
+            results["backlog"]["mm2_stopped_seconds"], results["backlog"]["bare_seconds"]
+        ),
     }
     writes = results["primary_writes"]
     if writes["total"] != 0:
@@ -478,6 +511,18 @@ def render(r: dict[str, Any]) -> str:
             _f(med["mm2_stopped_seconds"]),
             f"bare stop+cp -a+start {_f(med['bare_seconds'])}",
             _f(ratios["mm2_stopped_vs_bare"]),
+        ),
+        (
+            "mirror unavailable, backup under MM2 backlog (s)",
+            _f(r["backlog"]["mirror_unavailable_seconds"]),
+            f"bare stop+cp -a+start {_f(r['backlog']['bare_seconds'])}",
+            _f(ratios["backlog_mirror_unavailable_vs_bare"]),
+        ),
+        (
+            "MM2 stopped, backup under MM2 backlog (s)",
+            _f(r["backlog"]["mm2_stopped_seconds"]),
+            f"bare stop+cp -a+start {_f(r['backlog']['bare_seconds'])}",
+            _f(ratios["backlog_mm2_stopped_vs_bare"]),
         ),
         (
             "verify --deep (records verified/s)",
@@ -541,6 +586,13 @@ def render(r: dict[str, Any]) -> str:
         f"head-window verify runs (s): 1x {h1['runs']} ({h1['verdict']}), "
         f"{scale}x {h10['runs']} ({h10['verdict']}, {h10['restored_records']:,} records)"
     )
+    bl = r["backlog"]
+    lines.append(
+        f"backup under MM2 backlog ({_f(r.get('backlog_records', 0))} records loaded with MM2 "
+        f"paused, backup at its resume): the cut ran {_f(bl['records_past_mm2_committed'])} "
+        f"records past MM2's committed offsets on {bl['partitions_past_mm2_committed']} "
+        "partitions; steps: " + ", ".join(f"{k} {_f(v, 1)}" for k, v in bl["steps"].items())
+    )
     if "groups" in r:
         lines.append(bench_groups.render(r["groups"]))
     for note in r["notes"]:
@@ -579,6 +631,9 @@ def main() -> int:
     parser.add_argument(
         "--deep-records", type=int, default=1_000_000, help="~1 KiB records for (3)"
     )
+    parser.add_argument(
+        "--backlog-records", type=int, default=200_000, help="records of the backlog case (6)"
+    )
     parser.add_argument("--timeout", type=int, default=3600, help="seconds for everything")
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -593,7 +648,12 @@ def main() -> int:
     try:
         with deadline(args.timeout):
             results = run(
-                workdir.resolve(), args.records, args.scale, args.repeats, args.deep_records
+                workdir.resolve(),
+                args.records,
+                args.scale,
+                args.repeats,
+                args.deep_records,
+                args.backlog_records,
             )
     except KeyboardInterrupt:
         log("interrupted")
