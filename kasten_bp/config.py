@@ -321,6 +321,16 @@ class BackupConfig(BaseModel):
     broker_stop_timeout_seconds: float = Field(90, gt=0)
     broker_start_timeout_seconds: float = Field(180, gt=0)
     replication_confirm_timeout_seconds: float = Field(120, gt=0)
+    # Seal a content digest of every partition below the cut, once the mirror serves again,
+    # so a restore can be proven record by record without the primary (verify --deep
+    # --against manifest).
+    seal_content: bool = True
+
+
+class VerifyConfig(_Strict):
+    # verify --against auto: how long the primary has to answer before the restore is
+    # compared with the backup's manifest instead.
+    primary_timeout_seconds: float = Field(15, gt=0)
 
 
 class GroupsConfig(_Strict):
@@ -392,6 +402,7 @@ class Config(BaseModel):
     catalog: str
     backup: BackupConfig = Field(default_factory=lambda: BackupConfig.model_validate({}))
     groups: GroupsConfig = Field(default_factory=GroupsConfig)
+    verify: VerifyConfig = Field(default_factory=lambda: VerifyConfig.model_validate({}))
     local: LocalPlatformConfig | None = None
     kubernetes: KubernetesConfig | None = None
 

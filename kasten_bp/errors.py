@@ -34,5 +34,13 @@ class TemporaryError(KastenBpError):
     """May get better by waiting: a probe raises it to say "not yet, and here is why"."""
 
 
+class Unreachable(TemporaryError):
+    """A cluster, Connect worker, API server or S3 endpoint did not answer. Temporary to a
+    wait (it may come back); at the command line, exit 2: a command that stops here has
+    changed nothing (a run that had acted is rolled back and exits 3 instead)."""
+
+    exit_code = 2
+
+
 class PermanentError(KastenBpError):
     """Cannot get better by waiting (a process died, access denied): waits end at once."""

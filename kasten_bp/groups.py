@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pydantic import BaseModel, Field
 
 from kasten_bp.config import GroupsConfig
-from kasten_bp.consistency.core.groups import Checkpoint, judge
-from kasten_bp.consistency.group_positions import Committed, Position, positions
+from kasten_bp.consistency.core.groups import judge
+from kasten_bp.consistency.group_positions import Position, positions, recorded_commits
 from kasten_bp.errors import UsageError
-from kasten_bp.kafka import group_offsets
+from kasten_bp.kafka import group_offsets, reading
 from kasten_bp.kafka import groups as kafka_groups
 from kasten_bp.manifest import Manifest
 
@@ -62,6 +62,8 @@ class GroupStanding(BaseModel):
 
 Key = tuple[str, int]
 WORST_FIRST = ("ahead", "missing", "behind", "exact")
+# Twins of one partition closer than this many offsets are read as one range.
+TWIN_SPAN = 5_000
 
 
 def selected(manifest: Manifest, patterns: Sequence[str]) -> list[str]:
@@ -78,20 +80,7 @@ def plan(
 ) -> GroupsPlan:
     names = set(selected(manifest, patterns))
     captured = [g for g in manifest.groups if g.group in names]
-    committed = [
-        Committed(
-            g.group,
-            p.topic,
-            p.partition,
-            p.committed_offset,
-            Checkpoint(p.checkpoint.upstream_offset, p.checkpoint.downstream_offset)
-            if p.checkpoint is not None
-            else None,
-        )
-        for g in captured
-        for p in g.partitions
-    ]
-    found = positions(primary, restored, manifest.partitions, committed)
+    found = positions(primary, restored, manifest.partitions, recorded_commits(captured))
     by_group: dict[str, list[Position]] = {}
     for position in found:
         by_group.setdefault(position.committed.group, []).append(position)
@@ -107,6 +96,95 @@ def plan(
             for g in captured
         ],
     )
+
+
+def plan_by_manifest(manifest: Manifest, restored: str, patterns: Sequence[str] = ()) -> GroupsPlan:
+    """The translations the backup recorded at its cut, the primary out of reach. Each
+    partition's twin (the record the group read last) must be on the restored cluster at
+    its recorded offset with its recorded content; where it is not, the partition has no
+    offset to write and says why: it is never applied blind."""
+    names = set(selected(manifest, patterns))
+    captured = [g for g in manifest.groups if g.group in names]
+    wanted = {
+        (t.restored_topic, p.partition, t.twin_offset)
+        for g in captured
+        for p in g.partitions
+        if (t := p.translation) is not None and t.twin_offset is not None
+    }
+    found = twin_digests(restored, wanted)
+    plans = []
+    for g in captured:
+        parts = []
+        for p in g.partitions:
+            t = p.translation
+            if t is None:
+                parts.append(
+                    PartitionPlan(
+                        topic=p.topic,
+                        restored_topic=p.topic,
+                        partition=p.partition,
+                        primary_offset=p.committed_offset,
+                        restored_offset=None,
+                        method="not_recorded",
+                        reread=None,
+                        detail="this backup recorded no translation: the primary is needed",
+                    )
+                )
+                continue
+            plan_ = PartitionPlan(
+                topic=p.topic,
+                restored_topic=t.restored_topic,
+                partition=p.partition,
+                primary_offset=p.committed_offset,
+                restored_offset=t.restored_offset,
+                method=t.method,
+                reread=t.reread,
+                checkpoint_offset=p.checkpoint.downstream_offset if p.checkpoint else None,
+                latest_safe_offset=t.latest_safe_offset,
+                detail=t.detail,
+            )
+            if (
+                t.twin_offset is not None
+                and found.get((t.restored_topic, p.partition, t.twin_offset)) != t.twin_digest
+            ):
+                plan_.restored_offset = plan_.latest_safe_offset = None
+                plan_.method = "twin_not_found"
+                plan_.detail = (
+                    f"the record the group read last ({t.restored_topic}[{p.partition}] offset "
+                    f"{t.twin_offset}) is not on {restored} as recorded: not applied"
+                )
+            parts.append(plan_)
+        plans.append(GroupPlan(group=g.group, state=g.state, partitions=parts))
+    return GroupsPlan(backup_id=manifest.backup_id, restored_bootstrap=restored, groups=plans)
+
+
+def twin_digests(
+    bootstrap: str, wanted: set[tuple[str, int, int]]
+) -> dict[tuple[str, int, int], str]:
+    """The content digest of the record at each (topic, partition, offset), where there is
+    one. Offsets of a partition close together are read as one range; far apart, one per
+    round, each round one batched read of all partitions."""
+    by_key: dict[Key, list[int]] = {}
+    for topic, partition, offset in sorted(wanted):
+        by_key.setdefault((topic, partition), []).append(offset)
+    out = {}
+    while by_key:
+        ranges = {
+            key: (
+                offsets[0],
+                (offsets[-1] if offsets[-1] - offsets[0] < TWIN_SPAN else offsets[0]) + 1,
+            )
+            for key, offsets in by_key.items()
+        }
+        for record in reading.read_ranges(bootstrap, ranges).values():
+            for r in record:
+                out[(r.topic, r.partition, r.offset)] = r.digest()
+        by_key = {
+            key: [o for o in offsets if o >= ranges[key][1]]
+            for key, offsets in by_key.items()
+            if offsets[-1] >= ranges[key][1]
+        }
+    return out
 
 
 def _partition_plan(position: Position) -> PartitionPlan:

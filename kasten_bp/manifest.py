@@ -21,6 +21,20 @@ class HeadRecord(BaseModel):
     primary_offset: int | None = None
 
 
+class ContentSeal(BaseModel):
+    """A digest of a partition's records below the cut, in order (key, value, headers,
+    timestamp of each), sealed from the mirror once it served again; or why not."""
+
+    sealed: bool
+    # The offsets the digest covers: [start_offset, end_offset), data records only.
+    start_offset: int
+    end_offset: int
+    records: int = 0
+    digest: str | None = None
+    # Why the partition could not be sealed (compacted, aged out): checked by its heads.
+    reason: str | None = None
+
+
 class PartitionHead(BaseModel):
     topic: str
     primary_topic: str
@@ -36,6 +50,8 @@ class PartitionHead(BaseModel):
     # the backlog fix): past mm2_source_offset where MM2's producer delivered records in
     # flight as it stopped. None in older manifests and hot backups.
     cut_primary_offset: int | None = None
+    # None: the backup sealed no content (hot, seal_content off, or an older backup).
+    content_seal: ContentSeal | None = None
 
     @property
     def last_primary_offset(self) -> int | None:
@@ -73,6 +89,24 @@ class GroupCheckpoint(BaseModel):
     downstream_offset: int  # where MM2 put it on the mirror's topic
 
 
+class RecordedTranslation(BaseModel):
+    """A group partition translated onto the mirror at the cut (MM2 quiesced, so the
+    mirror's offsets are the snapshot's): what `groups plan --against manifest` uses when
+    the primary is gone."""
+
+    restored_topic: str
+    restored_offset: int | None
+    method: str
+    reread: int | None = None
+    latest_safe_offset: int | None = None
+    detail: str = ""
+    # The record the group read last, as the mirror held it: a restore must hold the same
+    # record at the same offset before the translated offset is written there. None when
+    # nothing lies before the translated offset.
+    twin_offset: int | None = None
+    twin_digest: str | None = None
+
+
 class GroupPartition(BaseModel):
     topic: str  # the primary topic
     partition: int
@@ -80,6 +114,8 @@ class GroupPartition(BaseModel):
     metadata: str = ""
     leader_epoch: int | None = None
     checkpoint: GroupCheckpoint | None = None
+    # None in backups taken before translations were recorded at the cut.
+    translation: RecordedTranslation | None = None
 
 
 class GroupCapture(BaseModel):

@@ -9,7 +9,13 @@ import typer
 
 from kasten_bp.cli.backups import ConfigOption, _backups
 from kasten_bp.cli.output import Output, OutputOption, emit
-from kasten_bp.cli.restore_verify import _completed_manifest, restored_bootstrap
+from kasten_bp.cli.restore_verify import (
+    AgainstOption,
+    _completed_manifest,
+    group_plan,
+    restored_bootstrap,
+    say,
+)
 from kasten_bp.cli.runner import run_command
 
 app = typer.Typer(help="Consumer groups: where they resume on a restored cluster.")
@@ -45,13 +51,27 @@ def render_plan(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plan(config: Path | None, backup_id: str, restored: str | None, group: list[str]) -> Any:
+def _plan(
+    config: Path | None, backup_id: str, restored: str | None, group: list[str], against: str
+) -> Any:
     from kasten_bp import groups
+    from kasten_bp.against import check_against, resolve
 
+    check_against(against)
     b = _backups(config)
     manifest = _completed_manifest(b, backup_id)
     bootstrap = restored_bootstrap(b, backup_id, restored)
-    return groups.plan(b.config.primary.bootstrap, manifest, bootstrap, group)
+    primary = b.config.primary.bootstrap
+    compared_with, _ = resolve(against, primary, b.config.verify.primary_timeout_seconds, say)
+    if group:
+        manifest = manifest.model_copy(
+            update={
+                "groups": [
+                    g for g in manifest.groups if g.group in groups.selected(manifest, group)
+                ]
+            }
+        )
+    return group_plan(primary, manifest, bootstrap, compared_with)
 
 
 @app.command()
@@ -60,12 +80,14 @@ def plan(
     config: Path | None = ConfigOption,
     restored: str | None = RestoredOption,
     group: list[str] = GroupOption,
+    against: str = AgainstOption,
     output: Output = OutputOption,
 ) -> None:
     """Per group and partition: the primary offset, the translated offset, the method and
     the records a consumer would re-read. Changes nothing."""
     result = run_command(
-        output, lambda: _plan(config, backup_id, restored, group).model_dump(mode="json")
+        output,
+        lambda: _plan(config, backup_id, restored, group, against).model_dump(mode="json"),
     )
     emit(result, output, render_plan)
 
@@ -77,6 +99,7 @@ def apply(
     restored: str | None = RestoredOption,
     group: list[str] = GroupOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="show what would be set"),
+    against: str = AgainstOption,
     output: Output = OutputOption,
 ) -> None:
     """Set the groups' translated offsets on the restored cluster (refused for a group with
@@ -85,8 +108,7 @@ def apply(
     def body() -> dict[str, Any]:
         from kasten_bp import groups
 
-        return groups.apply(_plan(config, backup_id, restored, group), dry_run).model_dump(
-            mode="json"
-        )
+        the_plan = _plan(config, backup_id, restored, group, against)
+        return groups.apply(the_plan, dry_run).model_dump(mode="json")
 
     emit(run_command(output, body), output, render_plan)

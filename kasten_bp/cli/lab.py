@@ -95,6 +95,23 @@ def down(workdir: Path = WorkdirOption, output: Output = OutputOption) -> None:
 
 
 @app.command()
+def fail(
+    cluster: str = typer.Argument(..., help="primary: the only cluster a drill fails"),
+    workdir: Path = WorkdirOption,
+    output: Output = OutputOption,
+) -> None:
+    """The disaster drill: kill the primary's brokers (SIGKILL). `lab up` brings them back."""
+    info = run_command(output, lambda: Lab(workdir).fail(cluster))
+    emit(
+        info,
+        output,
+        lambda d: (
+            f"primary {d['bootstrap']} failed: brokers {d['killed_brokers']} killed (SIGKILL)"
+        ),
+    )
+
+
+@app.command()
 def load(
     workdir: Path = WorkdirOption,
     topic: str = typer.Option(..., "--topic", help="primary topic to write (created if missing)"),

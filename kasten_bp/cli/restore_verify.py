@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -58,17 +59,55 @@ def _last_restore_bootstrap(b: Any, backup_id: str) -> str | None:
     return None
 
 
-def group_section(primary: str, manifest: Any, restored: str) -> dict[str, Any]:
-    """verify's `groups`: each recorded group's offsets on the restored cluster against the
-    exact translation; a group `ahead` (it would skip records) fails the verdict."""
+def group_plan(primary: str, manifest: Any, restored: str, compared_with: str) -> Any:
+    """The groups' translations onto the restored cluster: made now against the primary,
+    or the ones the backup recorded at its cut (their twins checked on `restored`)."""
     from kasten_bp import groups
 
-    standings = groups.standings(groups.plan(primary, manifest, restored))
-    ahead = any(s.status == "ahead" for s in standings)
-    return {
+    if compared_with == "manifest":
+        return groups.plan_by_manifest(manifest, restored)
+    return groups.plan(primary, manifest, restored)
+
+
+def group_section(
+    primary: str, manifest: Any, restored: str, compared_with: str = "primary"
+) -> dict[str, Any]:
+    """verify's `groups`: each recorded group's offsets on the restored cluster against the
+    exact translation; a group `ahead` (it would skip records) fails the verdict, and so
+    does a recorded translation whose twin record is not on the restored cluster."""
+    from kasten_bp import groups
+
+    the_plan = group_plan(primary, manifest, restored, compared_with)
+    standings = groups.standings(the_plan)
+    untwinned = [
+        f"{g.group} {p.topic}[{p.partition}]"
+        for g in the_plan.groups
+        for p in g.partitions
+        if p.method == "twin_not_found"
+    ]
+    ahead = any(s.status == "ahead" for s in standings) or bool(untwinned)
+    section: dict[str, Any] = {
         "groups": [s.model_dump(mode="json") for s in standings],
         "groups_verdict": "inconsistent" if ahead else "consistent",
     }
+    if untwinned:
+        section["groups_twins_not_found"] = untwinned
+    return section
+
+
+def say(message: str) -> None:
+    """One line on stderr, whatever the output format."""
+    print(message, file=sys.stderr, flush=True)
+
+
+AgainstOption = typer.Option(
+    "auto",
+    "--against",
+    help="what the restore is compared with: primary (the live primary; exit 2 if it cannot "
+    "be reached), manifest (what the backup recorded at its cut: offsets, head digests, "
+    "with --deep the sealed content; the primary is not needed), or auto (the primary if "
+    "it answers within verify.primary_timeout_seconds, else the manifest)",
+)
 
 
 def render_report(d: dict[str, Any]) -> str:
@@ -78,7 +117,10 @@ def render_report(d: dict[str, Any]) -> str:
         f"{', topics ' + repr(d['topic_filter']) if d.get('topic_filter') else ''}): "
         f"{d['verdict'].upper()}",
         f"  primary read with isolation.level={d['primary_isolation_level']} "
-        "(aborted records are not records; transaction markers never are)",
+        "(aborted records are not records; transaction markers never are)"
+        if d.get("compared_with", "primary") == "primary"
+        else "  compared with the backup's manifest (the primary was not used): the RPO is "
+        "the backup's own, as of its cut",
         f"  {'topic[partition]':<32} {'status':<11} {'restored end':>12} {'primary end':>11} "
         f"{'behind':>7} {'secs':>7}  detail",
     ]
@@ -120,11 +162,15 @@ def register(app: typer.Typer) -> None:
             "--with-groups",
             help="then set the recorded consumer groups' offsets (as `groups apply`)",
         ),
+        against: str = AgainstOption,
         output: Output = OutputOption,
     ) -> None:
         """Start a new cluster from a backup's snapshots (local: under the lab workdir)."""
 
         def body() -> dict[str, Any]:
+            from kasten_bp.against import check_against
+
+            check_against(against)
             b = _backups(config)
             manifest = _completed_manifest(b, backup_id)
             if not manifest.snapshots:
@@ -134,8 +180,13 @@ def register(app: typer.Typer) -> None:
             _record_restore(b, backup_id, started, result)
             if with_groups:
                 from kasten_bp import groups
+                from kasten_bp.against import resolve
 
-                the_plan = groups.plan(b.config.primary.bootstrap, manifest, result["bootstrap"])
+                primary = b.config.primary.bootstrap
+                compared_with, _ = resolve(
+                    against, primary, b.config.verify.primary_timeout_seconds, say
+                )
+                the_plan = group_plan(primary, manifest, result["bootstrap"], compared_with)
                 applied = groups.apply(the_plan)
                 result["groups"] = applied.model_dump(mode="json")["groups"]
             return result
@@ -168,19 +219,23 @@ def register(app: typer.Typer) -> None:
             help="regex (full match) of the restored topics to verify; the verdict is theirs "
             "(default: every topic of the backup)",
         ),
+        against: str = AgainstOption,
         output: Output = OutputOption,
     ) -> None:
-        """Compare a restored cluster with its manifest and the primary; exit 1 if not."""
+        """Compare a restored cluster with its manifest and the primary (or, the primary out
+        of reach, with what the backup recorded at its cut); exit 1 if not consistent."""
         if export is not None:
             _verify_export(backup_id, config, export, output, topic)
             return
 
         def body() -> dict[str, Any]:
+            from kasten_bp.against import check_against, resolve
             from kasten_bp.consistency.scope import compile_topics
-            from kasten_bp.consistency.verify import require_restored, verify
+            from kasten_bp.consistency.verify import require_restored, verify, verify_by_manifest
 
             if workers is not None and workers < 1:
                 raise UsageError(f"--workers must be at least 1, not {workers}")
+            check_against(against)
             topics = compile_topics(topic)
             b = _backups(config)
             manifest = _completed_manifest(b, backup_id)
@@ -191,11 +246,18 @@ def register(app: typer.Typer) -> None:
                     raise UsageError(f"backup {backup_id}: no topic matches --topic {topic!r}")
             bootstrap = restored_bootstrap(b, backup_id, restored)
             require_restored(bootstrap)
-            report = verify(
-                b.config.primary.bootstrap, manifest, bootstrap, deep, workers, topics
-            ).model_dump(mode="json")
+            primary = b.config.primary.bootstrap
+            compared_with, reach = resolve(
+                against, primary, b.config.verify.primary_timeout_seconds, say
+            )
+            if compared_with == "primary":
+                result = verify(primary, manifest, bootstrap, deep, workers, topics)
+            else:
+                result = verify_by_manifest(manifest, bootstrap, deep, primary, topics)
+            result.primary = reach
+            report = result.model_dump(mode="json")
             if manifest.groups:
-                report.update(group_section(b.config.primary.bootstrap, manifest, bootstrap))
+                report.update(group_section(primary, manifest, bootstrap, compared_with))
                 if report["groups_verdict"] != "consistent":
                     report["verdict"] = "inconsistent"
             b.catalog.write_json(f"backups/{backup_id}/verify-{int(time.time())}.json", report)

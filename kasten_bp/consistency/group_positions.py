@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from kasten_bp.consistency.core.groups import Checkpoint, Lookup, Translation, Twin, translate
 from kasten_bp.kafka import admin, reading
-from kasten_bp.manifest import PartitionHead
+from kasten_bp.manifest import GroupCapture, PartitionHead
 from kasten_bp.records import Record
 
 # Records read before the lowest committed offset: fallbacks when the record at P-1 is gone.
@@ -43,6 +43,23 @@ class Committed:
     partition: int
     offset: int
     checkpoint: Checkpoint | None = None
+
+
+def recorded_commits(captured: Iterable[GroupCapture]) -> list[Committed]:
+    """Every committed offset of these recorded groups, with MM2's checkpoint beside it."""
+    return [
+        Committed(
+            g.group,
+            p.topic,
+            p.partition,
+            p.committed_offset,
+            Checkpoint(p.checkpoint.upstream_offset, p.checkpoint.downstream_offset)
+            if p.checkpoint is not None
+            else None,
+        )
+        for g in captured
+        for p in g.partitions
+    ]
 
 
 @dataclass(frozen=True)
@@ -259,3 +276,27 @@ def _first_in_backup(primary: str, restored: str, head: PartitionHead, pkey: Key
         if r.digest() == first.digest():
             return r.offset
     return None
+
+
+def records_before(
+    bootstrap: str, wanted: set[tuple[str, int, int]]
+) -> dict[tuple[str, int, int], Record]:
+    """The last data record below each (topic, partition, offset), where there is one. One
+    batched read per round; a round takes one wanted offset of each partition (groups on
+    one partition usually sit at a few offsets)."""
+    by_key: dict[Key, list[int]] = defaultdict(list)
+    for topic, partition, offset in sorted(wanted):
+        by_key[(topic, partition)].append(offset)
+    marks = admin.watermarks(bootstrap, sorted(by_key))
+    out = {}
+    while by_key:
+        ends = {key: offsets[0] for key, offsets in by_key.items()}
+        tails = reading.read_tails(
+            bootstrap,
+            {key: (marks[key][0], end, 1) for key, end in ends.items() if end > marks[key][0]},
+        )
+        for key, end in ends.items():
+            if tails.get(key):
+                out[(key[0], key[1], end)] = tails[key][-1]
+        by_key = {key: offsets[1:] for key, offsets in by_key.items() if len(offsets) > 1}
+    return out

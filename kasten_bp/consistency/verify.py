@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from kasten_bp.consistency.core.classify import PrimarySide, RestoredSide, classify, join_details
+from kasten_bp.consistency.core.classify import (
+    PrimarySide,
+    RestoredSide,
+    classify,
+    classify_by_manifest,
+    join_details,
+)
 from kasten_bp.consistency.core.matching import aged_out_prefix, superseded_in_window
 from kasten_bp.consistency.core.report import (
     PartitionReport,
@@ -14,6 +21,7 @@ from kasten_bp.consistency.core.report import (
 )
 from kasten_bp.consistency.deep import DeepTask, compare_all
 from kasten_bp.consistency.scope import is_internal
+from kasten_bp.consistency.seal import content_digests
 from kasten_bp.consistency.translate import TranslationRequest, translate_many
 from kasten_bp.errors import KastenBpError
 from kasten_bp.kafka import admin, reading
@@ -39,50 +47,109 @@ def verify(
     topics it fully matches (restored names)."""
     if topics is not None:
         manifest = manifest.only_topics(topics)
-    restored_topics = admin.topics(restored)
+    side = _read_restored(manifest, restored, topics)
+    marks, windows = side.marks, side.windows
     primary_topics = admin.topics(primary)
-    in_manifest = {h.key for h in manifest.partitions}
-    restored_keys = [
-        (t, p)
-        for t, n in restored_topics.items()
-        if not is_internal(t) and (topics is None or topics.fullmatch(t))
-        for p in range(n)
-    ]
-    marks = admin.watermarks(restored, [k for k in restored_keys if k in in_manifest])
     present = [h for h in manifest.partitions if h.key in marks]
-    windows = reading.read_tails(restored, {h.key: (*marks[h.key], len(h.head)) for h in present})
     on_primary = [h for h in present if primary_topics.get(h.primary_topic, 0) > h.partition]
     primary_sides = _primary_sides(primary, on_primary, windows)
     reports: list[PartitionReport] = []
     to_compare: list[tuple[PartitionHead, PartitionReport]] = []
     for head in manifest.partitions:
-        if head.key not in marks:
-            reports.append(classify(head, None, None))
-            continue
-        low, high = marks[head.key]
-        report = classify(
-            head, RestoredSide(low, high, windows[head.key]), primary_sides.get(head.key)
-        )
+        report = classify(head, side.restored_side(head.key), primary_sides.get(head.key))
         if deep and report.status in (Status.CONSISTENT, Status.BEHIND):
             to_compare.append((head, report))
         reports.append(report)
     if to_compare:
         _deep_compare(primary, restored, marks, to_compare, deep_workers)
-    reports += [
-        PartitionReport(
-            topic=topic,
-            partition=partition,
-            status=Status.UNEXPECTED,
-            detail="on the restored cluster but not in the backup's manifest",
-        )
-        for topic, partition in restored_keys
-        if (topic, partition) not in in_manifest
-    ]
+    reports += side.unexpected()
     result = build_report(
         manifest.backup_id, restored, primary, reading.ISOLATION_LEVEL, deep, reports
     )
     result.topic_filter = None if topics is None else topics.pattern
     return result
+
+
+def verify_by_manifest(
+    manifest: Manifest,
+    restored: str,
+    deep: bool,
+    primary: str,
+    topics: re.Pattern[str] | None = None,
+) -> VerifyReport:
+    """The restored cluster against what the backup recorded, without the primary (the
+    disaster day): offsets and head digests; with `deep`, the content sealed at the backup,
+    one streaming read of the sealed ranges. `primary` only names it in the report."""
+    if topics is not None:
+        manifest = manifest.only_topics(topics)
+    side = _read_restored(manifest, restored, topics)
+    contents = {}
+    if deep:
+        sealed = {
+            h.key: (h.content_seal.start_offset, h.content_seal.end_offset)
+            for h in manifest.partitions
+            if h.key in side.marks and h.content_seal is not None and h.content_seal.sealed
+        }
+        contents = content_digests(restored, sealed)
+    reports = [
+        classify_by_manifest(
+            head,
+            side.restored_side(head.key),
+            deep,
+            contents.get(head.key),
+        )
+        for head in manifest.partitions
+    ]
+    reports += side.unexpected()
+    result = build_report(
+        manifest.backup_id, restored, primary, reading.ISOLATION_LEVEL, deep, reports
+    )
+    result.topic_filter = None if topics is None else topics.pattern
+    result.compared_with = "manifest"
+    return result
+
+
+@dataclass(frozen=True)
+class _Restored:
+    """What verify reads of the restored cluster, whatever it compares with."""
+
+    keys: list[tuple[str, int]]  # every partition of the topics in scope
+    in_manifest: set[tuple[str, int]]
+    marks: dict[tuple[str, int], tuple[int, int]]
+    windows: dict[tuple[str, int], list[Record]]
+
+    def restored_side(self, key: tuple[str, int]) -> RestoredSide | None:
+        if key not in self.marks:
+            return None
+        low, high = self.marks[key]
+        return RestoredSide(low, high, self.windows[key])
+
+    def unexpected(self) -> list[PartitionReport]:
+        return [
+            PartitionReport(
+                topic=topic,
+                partition=partition,
+                status=Status.UNEXPECTED,
+                detail="on the restored cluster but not in the backup's manifest",
+            )
+            for topic, partition in self.keys
+            if (topic, partition) not in self.in_manifest
+        ]
+
+
+def _read_restored(manifest: Manifest, restored: str, topics: re.Pattern[str] | None) -> _Restored:
+    restored_topics = admin.topics(restored)
+    in_manifest = {h.key for h in manifest.partitions}
+    keys = [
+        (t, p)
+        for t, n in restored_topics.items()
+        if not is_internal(t) and (topics is None or topics.fullmatch(t))
+        for p in range(n)
+    ]
+    marks = admin.watermarks(restored, [k for k in keys if k in in_manifest])
+    present = [h for h in manifest.partitions if h.key in marks]
+    windows = reading.read_tails(restored, {h.key: (*marks[h.key], len(h.head)) for h in present})
+    return _Restored(keys, in_manifest, marks, windows)
 
 
 def _primary_sides(

@@ -9,6 +9,7 @@ from confluent_kafka.admin import ClusterMetadata, NewTopic
 
 from kasten_bp.errors import KastenBpError, TemporaryError, UsageError
 from kasten_bp.kafka import clients
+from kasten_bp.kafka.reach import names_cluster
 from kasten_bp.kafka.retries import kafka_retry
 from kasten_bp.transience import is_temporary
 
@@ -22,6 +23,7 @@ class PartitionState:
     isr: tuple[int, ...]
 
 
+@names_cluster
 def describe_partitions(bootstrap: str, timeout: float = 10.0) -> list[PartitionState]:
     return _partitions(clients.admin(bootstrap).list_topics(timeout=timeout), bootstrap)
 
@@ -41,17 +43,20 @@ def _partitions(md: ClusterMetadata, bootstrap: str) -> list[PartitionState]:
     return out
 
 
+@names_cluster
 def broker_ids(bootstrap: str, timeout: float = 10.0) -> list[int]:
     md = clients.admin(bootstrap).list_topics(timeout=timeout)
     return sorted(md.brokers)
 
 
+@names_cluster
 def topics(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:
     """Topic name -> partition count."""
     md = clients.admin(bootstrap).list_topics(timeout=timeout)
     return {str(t.topic): len(t.partitions) for t in md.topics.values() if t.error is None}
 
 
+@names_cluster
 def all_partitions_healthy(bootstrap: str, expected_brokers: int) -> bool:
     """Every broker registered, every partition led, every ISR full. One client and one
     metadata request: a readiness wait polls this several times a second, and on a secured
@@ -86,6 +91,7 @@ def create_topic(
             raise UsageError(f"creating topic {topic} on {bootstrap}: {err.str()}") from None
 
 
+@names_cluster
 @kafka_retry
 def watermarks(
     bootstrap: str, partitions: list[tuple[str, int]], timeout: float = 10.0

@@ -10,6 +10,7 @@ single-broker target clusters (target-1, ...) that `replay --to` writes into.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -415,6 +416,19 @@ class Lab:
             and all(s == "RUNNING" for s in connectors.values())
         )
         return info
+
+    def fail(self, cluster: str) -> dict[str, Any]:
+        """The disaster drill: SIGKILL every broker of the primary, as when its machines are
+        lost. Nothing is flushed or handed over; `lab up` starts them again."""
+        if cluster != "primary":
+            raise UsageError(f"lab fail: only the primary can be failed, not {cluster!r}")
+        state = self.require_state()
+        killed = []
+        for broker in state.primary.brokers:
+            if broker.handle.alive():
+                processes.stop(broker.handle, timeout=0, sig=signal.SIGKILL)
+                killed.append(broker.id)
+        return {"cluster": cluster, "bootstrap": state.primary.bootstrap, "killed_brokers": killed}
 
     def down(self) -> dict[str, Any]:
         """Stop every process started under the workdir: Connect first, then brokers."""

@@ -10,6 +10,7 @@ from kasten_bp.steps.discover_topics import DiscoverTopics
 from kasten_bp.steps.models import RunInputs
 from kasten_bp.steps.pause_mirrormaker import PauseMirrorMaker, ResumeMirrorMaker
 from kasten_bp.steps.preflight import Preflight
+from kasten_bp.steps.seal_content import SealContent
 from kasten_bp.steps.seal_snapshots import SealSnapshots
 from kasten_bp.steps.snapshot_volumes import SnapshotVolumes
 from kasten_bp.steps.stop_brokers import StartBrokers, StopBrokers
@@ -49,6 +50,6 @@ def backup_flow(mode: str) -> Flow:
             SnapshotVolumes(),
         ],
         # Run after the deferred actions (brokers started, MM2 resumed).
-        checks=[SealSnapshots(), ConfirmReplication()],
+        checks=[SealSnapshots(), SealContent(), ConfirmReplication()],
         deferred=[ResumeMirrorMaker(), StartBrokers()],
     )

@@ -9,9 +9,21 @@ from __future__ import annotations
 
 from kasten_bp.catalog.manifests import load_manifest, save_manifest
 from kasten_bp.config import GroupsConfig, ReplicationConfig
+from kasten_bp.consistency.group_positions import (
+    Position,
+    positions,
+    recorded_commits,
+    records_before,
+)
 from kasten_bp.consistency.scope import is_internal
 from kasten_bp.kafka import admin, groups
-from kasten_bp.manifest import GroupCapture, GroupCheckpoint, GroupPartition
+from kasten_bp.manifest import (
+    GroupCapture,
+    GroupCheckpoint,
+    GroupPartition,
+    Manifest,
+    RecordedTranslation,
+)
 from kasten_bp.steps.models import GroupsCaptured, GroupsNeeds
 from kasten_bp.workflow.engine import RunContext
 from kasten_bp.workflow.flow import Nothing, Step
@@ -35,6 +47,13 @@ class CaptureGroups(Step[GroupsNeeds, Nothing, GroupsCaptured]):
         captures = [capture(g, checkpoints, replication) for g in found]
         manifest = load_manifest(ctx.catalog, ctx.backup_id)
         manifest.groups = captures
+        # The translation a restore will need, made now on the mirror, whose offsets are
+        # the snapshot's while MM2 is stopped: the day the primary is gone, nothing else
+        # can make it.
+        commits = recorded_commits(captures)
+        record_translations(
+            manifest, mirror, positions(primary, mirror, manifest.partitions, commits)
+        )
         save_manifest(ctx.catalog, manifest)
         offsets = [p for g in captures for p in g.partitions]
         return GroupsCaptured(
@@ -90,3 +109,36 @@ def capture(
     return GroupCapture(
         group=found.group, state=found.state, members=found.members, partitions=partitions
     )
+
+
+def record_translations(manifest: Manifest, mirror: str, found: list[Position]) -> None:
+    """Each group partition's translation onto the mirror, with the record the group read
+    last (its twin on the mirror)."""
+    planned = {(f.committed.group, f.committed.topic, f.committed.partition): f for f in found}
+    twins = records_before(
+        mirror,
+        {
+            (f.restored_topic, f.committed.partition, f.translation.restored_offset)
+            for f in found
+            if f.translation.restored_offset is not None
+        },
+    )
+    for group in manifest.groups:
+        for gp in group.partitions:
+            f = planned.get((group.group, gp.topic, gp.partition))
+            if f is None:
+                continue
+            t = f.translation
+            twin = None
+            if t.restored_offset is not None:
+                twin = twins.get((f.restored_topic, gp.partition, t.restored_offset))
+            gp.translation = RecordedTranslation(
+                restored_topic=f.restored_topic,
+                restored_offset=t.restored_offset,
+                method=t.method,
+                reread=t.reread,
+                latest_safe_offset=t.latest_safe,
+                detail=t.detail,
+                twin_offset=twin.offset if twin else None,
+                twin_digest=twin.digest() if twin else None,
+            )

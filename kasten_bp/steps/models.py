@@ -100,6 +100,11 @@ class Sealed(Model):
     sealed_snapshots: int
 
 
+class ContentSealed(Model):
+    content_sealed: int
+    content_unsealed: int
+
+
 # --- capture_heads ------------------------------------------------------------
 class CaptureNeeds(Model):
     mode: str

@@ -10,7 +10,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 from kasten_bp.backup import Backups
@@ -39,9 +41,27 @@ def backlog_lab(
     # replicas, so records are in flight when its task stops (one broker acks too fast).
     lab.up(primary_brokers=1, mirror_brokers=3, policy=request.param)
     try:
-        yield LabHandle(lab, lab.config_path)
+        handle = LabHandle(lab, lab.config_path)
+        linger_mm2_producer(handle)
+        yield handle
     finally:
         lab.down()
+
+
+def linger_mm2_producer(lab: LabHandle) -> None:
+    """Records in flight when the source task stops are what this module is about. Connect
+    waits up to offset.flush.timeout.ms (5 s) for the acks of what its producer sent before
+    the final commit, so they stay uncommitted only when acks take longer: a mirror under
+    load, as in the issue, but not a quiet one. A producer that holds a partial batch for
+    10 s (up to 1 MiB, Connect's per-connector producer override) makes that certain
+    whenever MM2 is copying when it stops; full batches still go at once."""
+    url = f"{lab.config.connect.url}/connectors/{quote(SOURCE, safe='')}/config"
+    config = httpx.get(url, timeout=30).raise_for_status().json()
+    config["producer.override.linger.ms"] = "10000"
+    config["producer.override.batch.size"] = str(1 << 20)
+    httpx.put(url, json=config, timeout=30).raise_for_status()
+    with connect(lab) as client:
+        wait_for(f"{SOURCE} RUNNING again", lambda: client.all_running(SOURCE), 120)
 
 
 def mirror_topic(lab: LabHandle, topic: str) -> str:
@@ -57,11 +77,11 @@ def build_backlog(lab: LabHandle, plain: str, tx: str) -> None:
     """MM2's source connector paused while the primary takes 200,000 records and a
     transactional topic, then resumed: MM2 is busy copying when the backup starts, whatever
     the machine's speed (a lab load MM2 copies as it is written may leave no backlog)."""
-    admin.create_topic(lab.primary, tx, 3)
     with connect(lab) as client:
         client.pause(SOURCE)
         try:
             run_load(lab.primary, LoadSpec(topic=plain, records=RECORDS))
+            admin.create_topic(lab.primary, tx, 3)
             batches = [
                 [
                     Record(tx, i % 3, -1, 0, f"k{i}".encode(), bytes(1000), ())

@@ -95,6 +95,60 @@ def classify(
     return report
 
 
+def classify_by_manifest(
+    head: PartitionHead,
+    restored: RestoredSide | None,
+    deep: bool,
+    content: tuple[str, int] | None = None,
+) -> PartitionReport:
+    """A partition against what the backup itself recorded, the primary out of reach: log
+    start and end offsets, the head window's digests and, with `deep`, the sealed content
+    (`content`: the restored side's digest and record count over the sealed range)."""
+    report = PartitionReport(
+        topic=head.topic,
+        partition=head.partition,
+        primary_topic=head.primary_topic,
+        status=Status.MISSING,
+        manifest_end_offset=head.end_offset,
+    )
+    if restored is None:
+        report.detail = "partition not found on the restored cluster"
+        return report
+    report.restored_end_offset = restored.end
+    report.restored_log_start_offset = restored.log_start
+    manifest_problem = _manifest_problem(head, restored)
+    report.heads_match_manifest = manifest_problem is None
+    problems = [manifest_problem]
+    if restored.log_start != head.log_start_offset:
+        problems.append(
+            f"restored log start {restored.log_start} != manifest {head.log_start_offset}"
+        )
+    seal, note = head.content_seal, None
+    if deep and content is not None and seal is not None and seal.digest is not None:
+        digest, records = content
+        if digest != seal.digest or records != seal.records:
+            problems.append(
+                f"restored records in [{seal.start_offset}, {seal.end_offset}) differ from "
+                f"the content sealed at the backup ({records} records read, {seal.records} "
+                "sealed)"
+            )
+        report.records_compared = records
+    else:
+        report.records_compared = len(restored.window)
+        if deep:
+            why = seal.reason if seal is not None and seal.reason else "the backup sealed none"
+            note = f"unsealed ({why}): checked by its head window"
+    if any(problems):
+        report.status = Status.DIVERGENT
+        report.detail = join_details(*problems, note)
+        return report
+    # The backup's own RPO, as of the cut: nothing is known of the primary since.
+    report.status = Status.CONSISTENT
+    report.records_behind = 0
+    report.detail = note or ""
+    return report
+
+
 def _manifest_problem(head: PartitionHead, restored: RestoredSide) -> str | None:
     if restored.end != head.end_offset:
         return f"restored end offset {restored.end} != manifest {head.end_offset}"

@@ -41,6 +41,11 @@ class PartitionReport(BaseModel):
     records_compared: int = 0
 
 
+class PrimaryReach(BaseModel):
+    reachable: bool
+    error: str | None = None
+
+
 class VerifyReport(BaseModel):
     backup_id: str
     restored_bootstrap: str
@@ -56,6 +61,10 @@ class VerifyReport(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     rpo_records: int = 0
     rpo_seconds: float = 0.0
+    # What the restore was compared with: the live primary, or (the primary out of reach)
+    # what the backup recorded at its cut; the RPO is then the backup's own, as of the cut.
+    compared_with: str = "primary"
+    primary: PrimaryReach | None = None
 
 
 def build_report(
