@@ -299,6 +299,7 @@ class Backups:
         return {
             "backup_id": journal.backup_id,
             "status": journal.state,
+            "restorable": unrestorable(journal) is None,
             "mode": journal.mode,
             "command": journal.command,
             "downtime_seconds": span("mm2_stopped", "mm2_resumed"),
@@ -312,6 +313,20 @@ class Backups:
             "recovered": recovered,
             "manifest": manifest_data(self.catalog, journal.backup_id),
         }
+
+
+def unrestorable(journal: Journal) -> str | None:
+    """Why this run's backup cannot be restored (None: it can). A backup kept with warnings
+    is restorable once its snapshot step completed: the warnings are about what came
+    after (a check, the mirror's restart), not about the snapshot."""
+    if journal.state == RunState.COMPLETED:
+        return None
+    if journal.state == RunState.COMPLETED_WITH_WARNINGS:
+        snap = next((s for s in journal.steps if s.name == SNAPSHOT_STEP), None)
+        if snap is not None and snap.status in (StepStatus.DONE, StepStatus.SKIPPED):
+            return None
+        return f"it is {journal.state} and its snapshot step did not complete"
+    return f"it is {journal.state}, not COMPLETED"
 
 
 def _row(name: str, status: str, seconds: float | None, deferred: bool = False) -> dict[str, Any]:

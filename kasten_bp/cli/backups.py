@@ -185,11 +185,14 @@ def register(app: typer.Typer) -> None:
         """List backups in the catalog."""
 
         def body() -> list[dict[str, Any]]:
+            from kasten_bp.backup import unrestorable
+
             b = _backups(config)
             return [
                 {
                     "backup_id": j.backup_id,
                     "status": j.state,
+                    "restorable": unrestorable(j) is None,
                     "mode": j.mode,
                     "created_at": j.created_at,
                 }
@@ -201,7 +204,9 @@ def register(app: typer.Typer) -> None:
             output,
             lambda rows: (
                 "\n".join(
-                    f"{r['backup_id']}  {r['status']:<20} {r['mode']:<10} {r['created_at']}"
+                    f"{r['backup_id']}  {r['status']:<23} "
+                    f"{'restorable' if r['restorable'] else '-':<10} {r['mode']:<10} "
+                    f"{r['created_at']}"
                     for r in rows
                 )
                 or "no backups"

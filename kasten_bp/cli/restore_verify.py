@@ -16,17 +16,20 @@ from kasten_bp.errors import UsageError
 
 
 def _completed_manifest(b: Any, backup_id: str) -> Any:
+    """The manifest of a restorable backup: COMPLETED, or kept with warnings once its
+    snapshot completed (its warnings are printed first, on stderr)."""
+    from kasten_bp.backup import unrestorable
     from kasten_bp.catalog.base import backup_key
     from kasten_bp.manifest import parse_manifest
-    from kasten_bp.workflow.states import RunState
 
     journal = b.store.load(backup_id)
     if journal is None:
         raise UsageError(f"backup {backup_id} not found in catalog {b.catalog.url}")
-    if journal.state != RunState.COMPLETED:
-        raise UsageError(
-            f"backup {backup_id} is {journal.state}, not COMPLETED: it cannot be restored"
-        )
+    why = unrestorable(journal)
+    if why is not None:
+        raise UsageError(f"backup {backup_id} cannot be restored: {why}")
+    for warning in journal.warnings:
+        say(f"warning: backup {backup_id} was kept with a warning: {warning}")
     data = b.catalog.read_json(backup_key(backup_id, "manifest.json"))
     if data is None:
         raise UsageError(f"backup {backup_id} has no manifest in catalog {b.catalog.url}")
