@@ -13,7 +13,7 @@ from kasten_bp.consistency.group_positions import Position, positions, recorded_
 from kasten_bp.errors import UsageError
 from kasten_bp.kafka import group_offsets, reading
 from kasten_bp.kafka import groups as kafka_groups
-from kasten_bp.manifest import Manifest
+from kasten_bp.manifest import Manifest, RecordedTranslation
 
 
 class PartitionPlan(BaseModel):
@@ -116,21 +116,12 @@ def plan_by_manifest(manifest: Manifest, restored: str, patterns: Sequence[str] 
     for g in captured:
         parts = []
         for p in g.partitions:
-            t = p.translation
-            if t is None:
-                parts.append(
-                    PartitionPlan(
-                        topic=p.topic,
-                        restored_topic=p.topic,
-                        partition=p.partition,
-                        primary_offset=p.committed_offset,
-                        restored_offset=None,
-                        method="not_recorded",
-                        reread=None,
-                        detail="this backup recorded no translation: the primary is needed",
-                    )
-                )
-                continue
+            t = p.translation or RecordedTranslation(
+                restored_topic=p.topic,
+                restored_offset=None,
+                method="not_recorded",
+                detail="this backup recorded no translation: the primary is needed",
+            )
             plan_ = PartitionPlan(
                 topic=p.topic,
                 restored_topic=t.restored_topic,

@@ -227,8 +227,9 @@ def test_faults_are_caught_against_the_manifest(drill: Drill) -> None:
 
     # A group offset moved ahead on the restored cluster after apply.
     group = drill.groups["plain"]
-    committed = kafka_tools.committed_group_offsets(drill.restored, group, [(plain, 0)])
-    _commit(drill.restored, group, plain, 0, committed[(plain, 0)] + 5)
+    moved = min(p for g, t, p in drill.next_records if g == group)
+    committed = kafka_tools.committed_group_offsets(drill.restored, group, [(plain, moved)])
+    _commit(drill.restored, group, plain, moved, committed[(plain, moved)] + 5)
     report = cli_json_for(
         drill.config, "verify", drill.backup_id, "--against", "manifest", expect=1
     )
@@ -236,9 +237,9 @@ def test_faults_are_caught_against_the_manifest(drill: Drill) -> None:
     standing = {g["group"]: g for g in report["groups"]}[group]
     assert standing["status"] == "ahead"
     assert {(p["topic"], p["partition"]): p["status"] for p in standing["partitions"]}[
-        (plain, 0)
+        (plain, moved)
     ] == "ahead"
-    _commit(drill.restored, group, plain, 0, committed[(plain, 0)])
+    _commit(drill.restored, group, plain, moved, committed[(plain, moved)])
 
     # A foreign record appended to a restored partition.
     producing.produce(drill.restored, [Record(plain, 2, -1, 0, b"x", b"foreign", ())])

@@ -38,18 +38,9 @@ class PrimarySide:
 def classify(
     head: PartitionHead, restored: RestoredSide | None, primary: PrimarySide | None
 ) -> PartitionReport:
-    report = PartitionReport(
-        topic=head.topic,
-        partition=head.partition,
-        primary_topic=head.primary_topic,
-        status=Status.MISSING,
-        manifest_end_offset=head.end_offset,
-    )
+    report = _report(head, restored)
     if restored is None:
-        report.detail = "partition not found on the restored cluster"
         return report
-    report.restored_end_offset = restored.end
-    report.restored_log_start_offset = restored.log_start
     manifest_problem = _manifest_problem(head, restored)
     report.heads_match_manifest = manifest_problem is None
     report.status = Status.DIVERGENT
@@ -104,18 +95,9 @@ def classify_by_manifest(
     """A partition against what the backup itself recorded, the primary out of reach: log
     start and end offsets, the head window's digests and, with `deep`, the sealed content
     (`content`: the restored side's digest and record count over the sealed range)."""
-    report = PartitionReport(
-        topic=head.topic,
-        partition=head.partition,
-        primary_topic=head.primary_topic,
-        status=Status.MISSING,
-        manifest_end_offset=head.end_offset,
-    )
+    report = _report(head, restored)
     if restored is None:
-        report.detail = "partition not found on the restored cluster"
         return report
-    report.restored_end_offset = restored.end
-    report.restored_log_start_offset = restored.log_start
     manifest_problem = _manifest_problem(head, restored)
     report.heads_match_manifest = manifest_problem is None
     problems = [manifest_problem]
@@ -146,6 +128,24 @@ def classify_by_manifest(
     report.status = Status.CONSISTENT
     report.records_behind = 0
     report.detail = note or ""
+    return report
+
+
+def _report(head: PartitionHead, restored: RestoredSide | None) -> PartitionReport:
+    """A partition's report with what the manifest and the restored side say: MISSING, and
+    why, when the restored cluster does not have it."""
+    report = PartitionReport(
+        topic=head.topic,
+        partition=head.partition,
+        primary_topic=head.primary_topic,
+        status=Status.MISSING,
+        manifest_end_offset=head.end_offset,
+    )
+    if restored is None:
+        report.detail = "partition not found on the restored cluster"
+        return report
+    report.restored_end_offset = restored.end
+    report.restored_log_start_offset = restored.log_start
     return report
 
 
