@@ -140,6 +140,9 @@ def _verify(report: dict[str, Any]) -> dict[str, Any]:
         "name": report["_name"],
         "verdict": report["verdict"],
         "deep": report.get("deep", False),
+        # What the restore was compared with (reports before the disaster-day change: the
+        # primary, the only one there was).
+        "compared_with": report.get("compared_with", "primary"),
         "restored_bootstrap": report.get("restored_bootstrap"),
         "records_compared": sum(p["records_compared"] for p in partitions),
         "partitions": partitions,

@@ -39,7 +39,8 @@ def _rows(doc: dict[str, Any]) -> list[tuple[str, list[list[str]], list[str]]]:
         v = doc["verify"]
         sections.append(
             (
-                f"Verify {v['name']}: {v['verdict']} ({v['records_compared']} records compared)",
+                f"Verify {v['name']}: {v['verdict']} ({v['records_compared']} records compared "
+                f"with the {v.get('compared_with', 'primary')})",
                 [
                     [f"{p['topic']}[{p['partition']}]", p["status"], str(p["records_compared"])]
                     for p in v["partitions"]

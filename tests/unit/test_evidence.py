@@ -241,6 +241,17 @@ def test_a_verify_limited_by_topic_says_so_in_the_report(tmp_path: Path) -> None
     assert doc["verify"]["name"] == "verify-500.json" and doc["verify"]["topic_filter"] == "t"
 
 
+def test_the_report_says_what_the_restore_was_compared_with(tmp_path: Path) -> None:
+    catalog = seed_catalog(tmp_path)
+    assert assemble(catalog, BACKUP)["verify"]["compared_with"] == "primary"  # older reports
+    latest = catalog.read_json(f"backups/{BACKUP}/verify-400.json")
+    assert latest is not None
+    catalog.write_json(f"backups/{BACKUP}/verify-600.json", {**latest, "compared_with": "manifest"})
+    doc = assemble(catalog, BACKUP)
+    assert doc["verify"]["compared_with"] == "manifest"
+    assert "records compared with the manifest" in markdown(doc)
+
+
 def test_unmeasured_sections_are_absent(tmp_path: Path) -> None:
     doc = assemble(seed_catalog(tmp_path, verified=False, exported=False), BACKUP)
     assert "verify" not in doc and "rpo" not in doc and "export" not in doc
