@@ -44,6 +44,7 @@ def test_consistent_backup_under_writes_restores_and_verifies(
         "discover_topics",
         "pause_mirrormaker",
         "wait_caught_up",
+        "advance_mm2_offsets",
         "capture_heads",
         "capture_groups",
         "stop_brokers",
@@ -51,6 +52,7 @@ def test_consistent_backup_under_writes_restores_and_verifies(
         "start_brokers",  # deferred, newest first
         "resume_mirrormaker",
         "seal_snapshots",  # checks, once the mirror serves again
+        "seal_content",
         "confirm_replication",
     ]
     assert [s["name"] for s in result["steps"] if s["deferred"]] == [

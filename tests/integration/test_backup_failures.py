@@ -98,6 +98,7 @@ def test_the_failure_lists_cover_the_whole_flow() -> None:
         "start_brokers",
         "resume_mirrormaker",
         "seal_snapshots",
+        "seal_content",
         "confirm_replication",
     }
 
