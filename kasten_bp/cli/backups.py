@@ -244,11 +244,22 @@ def register(app: typer.Typer) -> None:
 
             if not confirm:
                 raise UsageError(f"deleting backup {backup_id} is final: add --confirm")
+            from kasten_bp.workflow.states import FINAL
+
             b = _backups(config)
-            if b.store.load(backup_id) is None:
-                raise UsageError(f"backup {backup_id} not found in catalog {b.catalog.url}")
-            b.platform.delete_snapshots(backup_id)
-            deleted = b.catalog.delete_prefix(f"backups/{backup_id}/")
+            # Under the lock: no run may start on, or finish, the backup being deleted.
+            with b.platform.lock("delete"):
+                journal = b.store.load(backup_id)
+                if journal is None:
+                    raise UsageError(f"backup {backup_id} not found in catalog {b.catalog.url}")
+                if journal.state not in FINAL:
+                    raise UsageError(
+                        f"backup {backup_id} is {journal.state}: an unfinished run is not "
+                        "deleted (its journal is what puts the mirror back); run "
+                        "`kasten-bp resume` first"
+                    )
+                b.platform.delete_snapshots(backup_id)
+                deleted = b.catalog.delete_prefix(f"backups/{backup_id}/")
             return {"backup_id": backup_id, "deleted_keys": deleted}
 
         emit(run_command(output, body), output, lambda d: f"deleted backup {d['backup_id']}")
