@@ -143,6 +143,9 @@ class Manifest(BaseModel):
     snapshots: list[SnapshotRef] = Field(default_factory=list)
     # Consumer groups of the primary at the cut (consistent backups; older manifests: none).
     groups: list[GroupCapture] = Field(default_factory=list)
+    # Primary topics MM2 had not created on the mirror when the backup ran (its filters
+    # exclude them, or it had not found them yet): not in the backup, and the run says so.
+    not_in_backup: list[str] = Field(default_factory=list)
 
     def only_topics(self, pattern: re.Pattern[str]) -> Manifest:
         """The backup as if it held only the topics whose restored (mirror) names

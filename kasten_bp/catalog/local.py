@@ -31,6 +31,13 @@ class LocalCatalog:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        # The rename is durable only once the directory is: a crash right after would
+        # otherwise lose the journal entry that puts the mirror back.
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def read_json(self, key: str) -> dict[str, Any] | None:
         path = self._path(key)

@@ -7,6 +7,7 @@ from kasten_bp.consistency.capture import capture_heads
 from kasten_bp.consistency.scope import replicated_partitions
 from kasten_bp.kafka import admin
 from kasten_bp.manifest import ClusterInfo, Manifest
+from kasten_bp.steps.discover_topics import DISCOVERY_TIMEOUT
 from kasten_bp.steps.models import Captured, CaptureNeeds, by_partition
 from kasten_bp.workflow.engine import RunContext
 from kasten_bp.workflow.flow import Nothing, Step
@@ -49,6 +50,13 @@ class CaptureHeads(Step[CaptureNeeds, Nothing, Captured]):
             source_alias=config.replication.source_alias,
             connectors=connectors,
             partitions=heads,
+            not_in_backup=needs.unmirrored_topics or [],
         )
+        if manifest.not_in_backup:
+            # Never a quiet omission: the backup is kept, and ends with this warning.
+            ctx.journal.warnings.append(
+                f"primary topics not in the backup (MM2 had not created them on the mirror "
+                f"within {DISCOVERY_TIMEOUT:.0f}s): {', '.join(manifest.not_in_backup)}"
+            )
         save_manifest(ctx.catalog, manifest)
         return Captured(partitions=len(heads), records_in_heads=sum(len(h.head) for h in heads))

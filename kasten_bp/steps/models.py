@@ -109,6 +109,8 @@ class ContentSealed(Model):
 class CaptureNeeds(Model):
     mode: str
     head_window: int | None = None
+    # From discover_topics (consistent mode): primary topics the mirror does not have.
+    unmirrored_topics: list[str] | None = None
     # Consistent mode: MM2's committed offsets and the proven cut. Hot mode has neither:
     # MM2's offsets as they are now.
     source_offsets: dict[str, int] | None = None

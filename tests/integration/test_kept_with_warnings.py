@@ -9,10 +9,11 @@ import subprocess
 import sys
 
 from kasten_bp.backup import Backups
+from kasten_bp.kafka import admin
 from kasten_bp.platforms.local import LocalPlatform
 from kasten_bp.workflow.states import RunState
 
-from .helpers import LabHandle, cli_json, seed
+from .helpers import LabHandle, assert_mirror_running, cli_json, seed
 from .test_hold import HOLD, wait_state
 
 
@@ -46,3 +47,26 @@ def test_a_backup_kept_after_its_hold_expired_restores_and_verifies(
         assert report["verdict"] == "consistent"
     finally:
         LocalPlatform(lab.config).stop_restored(backup_id)
+
+
+def test_a_primary_topic_not_mirrored_in_time_is_listed_and_warned(
+    lab: LabHandle, topic: str
+) -> None:
+    """No quiet omission (issue 27, point 10): a primary topic MM2 has not created on the
+    mirror within the discovery wait is listed in the manifest as `not_in_backup`, and the
+    run ends COMPLETED_WITH_WARNINGS (exit 5), kept and restorable."""
+    seed(lab, topic)
+    source = "primary->mirror.MirrorSourceConnector"
+    assert lab.lab is not None
+    with lab.lab.connect_client(lab.lab.require_state()) as client:
+        client.pause(source)  # MM2 finds no new topic while paused
+        try:
+            late = f"late-{topic}"
+            admin.create_topic(lab.primary, late, 1)
+            kept = cli_json(lab, "backup", expect=5)
+        finally:
+            client.resume(source)
+    assert kept["status"] == "COMPLETED_WITH_WARNINGS" and kept["restorable"] is True
+    assert kept["manifest"]["not_in_backup"] == [late]
+    assert any(late in w and "not in the backup" in w for w in kept["warnings"])
+    assert_mirror_running(lab)
