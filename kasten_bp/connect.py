@@ -24,6 +24,16 @@ from kasten_bp.transience import is_temporary
 
 # Connector states as Connect reports them (KIP-875 added STOPPED).
 RUNNING, PAUSED, STOPPED = "RUNNING", "PAUSED", "STOPPED"
+# States that pass during a Connect rebalance and settle into RUNNING (a person or an
+# operator sets only RUNNING, PAUSED or STOPPED; FAILED is refused before a backup).
+PASSING = ("UNASSIGNED", "RESTARTING")
+
+
+def restorable(state: str) -> str:
+    """The state to put a connector back into: a passing state is the RUNNING it settles
+    into, so a state seen mid-rebalance is never journaled as one `resume` cannot set.
+    Anything else is kept as it is (a workload's replica count among the recorded states)."""
+    return RUNNING if state in PASSING else state
 
 
 _retry = retry(
@@ -174,7 +184,9 @@ class ConnectClient:
         elif state == STOPPED:
             self.stop(name)
         else:
-            raise KastenBpError(f"connector {name}: cannot restore unknown state {state}")
+            # UNASSIGNED or RESTARTING journaled by an older kasten-bp: they settle into
+            # RUNNING, and MM2 must not stay stopped for want of a state to set.
+            self.resume(name)
 
     def offsets(self, name: str) -> list[dict[str, Any]]:
         """Committed source offsets (KIP-875): [{"partition": {...}, "offset": {...}}]."""

@@ -3,6 +3,7 @@ states first; putting them back is deferred, so it happens whatever fails later.
 
 from __future__ import annotations
 
+from kasten_bp.connect import restorable
 from kasten_bp.steps.models import ConnectorStates, Stopped
 from kasten_bp.workflow.engine import RunContext
 from kasten_bp.workflow.flow import Deferral, DeferredAction, Nothing, Step
@@ -24,8 +25,9 @@ class PauseMirrorMaker(Step[Nothing, ConnectorStates, Stopped]):
     defers = ("resume_mirrormaker",)
 
     def plan(self, ctx: RunContext, needs: Nothing) -> ConnectorStates:
-        # Every connector's state: the manifest records them all.
-        return ConnectorStates(connector_states=ctx.platform.mirrormaker.connector_states())
+        # Every connector's state: the manifest records them all, each one `resume` can set.
+        states = ctx.platform.mirrormaker.connector_states()
+        return ConnectorStates(connector_states={n: restorable(s) for n, s in states.items()})
 
     def defer(self, needs: Nothing, plan: ConnectorStates) -> list[Deferral]:
         stopped = ConnectorStates(connector_states=to_stop(plan.connector_states))

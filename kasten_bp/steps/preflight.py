@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from kasten_bp.config import ReplicationConfig
+from kasten_bp.connect import PASSING
 from kasten_bp.consistency.scope import is_internal
-from kasten_bp.errors import UsageError
+from kasten_bp.errors import UsageError, WaitTimeout
 from kasten_bp.kafka import access
 from kasten_bp.platforms.base import Platform
 from kasten_bp.steps.models import PreflightGives, PreflightNeeds
+from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.engine import RunContext
 from kasten_bp.workflow.flow import Nothing, Step
 
 # Long enough for a TLS + SASL login; a refused login or certificate ends the wait at once.
 REACH_TIMEOUT = 5.0
+# How long a Connect rebalance may keep a connector UNASSIGNED or RESTARTING.
+SETTLE_TIMEOUT = 30.0
 
 
 def preflight_problems(
@@ -43,13 +49,35 @@ def preflight_problems(
         problems.append(f"mirror brokers {stopped} are not running")
     if mode == "consistent":
         try:
-            states = platform.mirrormaker.connector_states()
+            states = settled_states(platform)
             failed = [n for n, s in states.items() if s == "FAILED"]
             if failed:
                 problems.append(f"MM2 connectors {failed} are FAILED")
+            passing = {n: s for n, s in states.items() if s in PASSING}
+            if passing:
+                problems.append(
+                    f"MM2 connectors did not settle within {SETTLE_TIMEOUT:.0f}s: {passing}"
+                )
         except Exception as exc:  # noqa: BLE001 - reported as a problem
             problems.append(f"MM2 connectors unreachable: {exc}")
     return problems
+
+
+def settled_states(platform: Platform) -> dict[str, str]:
+    """MM2's connector states once none is UNASSIGNED or RESTARTING (a Connect rebalance
+    passing), waited for up to SETTLE_TIMEOUT; then as they are."""
+    seen: dict[str, str] = {}
+
+    def settled() -> bool:
+        seen.clear()
+        seen.update(platform.mirrormaker.connector_states())
+        return not any(s in PASSING for s in seen.values())
+
+    with contextlib.suppress(WaitTimeout):
+        wait_for(
+            "MM2's connectors to settle (none UNASSIGNED or RESTARTING)", settled, SETTLE_TIMEOUT
+        )
+    return dict(seen)
 
 
 def _primary_names(
