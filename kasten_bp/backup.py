@@ -235,6 +235,18 @@ class Backups:
             self._engine(journal).run(stop_after=SNAPSHOT_STEP)
             return self.summary(journal, [])
 
+    def _expired_unsnapshotted(self) -> Journal | None:
+        """The newest run, when its hold expired before its snapshot and rolled it back."""
+        runs = self.store.all()
+        newest = runs[-1] if runs else None
+        if (
+            newest is not None
+            and newest.hold_expired
+            and newest.state == RunState.FAILED_ROLLED_BACK
+        ):
+            return newest
+        return None
+
     def resume(self) -> dict[str, Any]:
         """Always safe: finishes a held run, retries a failed rollback or a kept backup's
         failed clean-up, recovers a crash."""
@@ -242,6 +254,15 @@ class Backups:
             recovered = self.recover_crashed()
             journal = self._held()
             if journal is None:
+                expired = self._expired_unsnapshotted()
+                if expired is not None:
+                    # The truth to a posthook: the mirror was put back before the snapshot
+                    # was taken, so what was just snapshotted outside is not consistent.
+                    raise RunFailed(
+                        f"backup {expired.backup_id}: the hold expired at "
+                        f"{iso(expired.hold_deadline)} before the snapshot was taken: this "
+                        "restore point is not consistent"
+                    )
                 return {"status": "nothing to resume", "recovered": recovered}
             engine = self._engine(journal)
             if journal.state in FINAL:

@@ -77,8 +77,14 @@ def test_an_unanswered_quiesce_puts_the_mirror_back_at_its_deadline(
         assert late.returncode == 2
         assert f"backup {held['backup_id']}: its hold expired" in late.stderr
         assert late.stderr.strip().count("\n") == 0
-        # ... and the posthook that follows it is harmless.
-        assert cli_json(lab, "resume")["status"] == "nothing to resume"
+        # ... and the posthook that follows it tells the truth (issue 27): exit 3, one line,
+        # so K10 fails that restore point instead of recording it as consistent.
+        told = cli(lab, "resume")
+        assert told.returncode == 3
+        assert told.stderr.strip().splitlines() == [
+            f"error: backup {held['backup_id']}: the hold expired at {iso(journal.hold_deadline)} "
+            "before the snapshot was taken: this restore point is not consistent"
+        ]
     assert_all_mirrored(lab, topic, writer.acked)
 
 
