@@ -47,6 +47,9 @@ def run(
             run_load(config.primary.bootstrap, LoadSpec(topic=TOPIC, records=records, seed=9))
         finally:
             client.resume(source)
+        # Resumed, not just asked to: a backup records the states it finds and puts them
+        # back, so one that found the connector still PAUSED would leave it paused.
+        wait_for(f"{source} RUNNING again", lambda: client.all_running(source), 120)
     log("backlog: MM2 resumed, consistent backup at once")
     summary, manifest, seconds = take_backup(backups)
     ours = [p for p in manifest.partitions if p.primary_topic == TOPIC]

@@ -92,6 +92,9 @@ def build_backlog(lab: LabHandle, plain: str, tx: str) -> None:
             kafka_tools.produce_transactional(lab.primary, batches, f"tx-{tx}", abort={3, 17})
         finally:
             client.resume(SOURCE)
+        # Resumed, not just asked to: a backup records the states it finds and puts them
+        # back, so one that found the connector still PAUSED would leave it paused.
+        wait_for(f"{SOURCE} RUNNING again", lambda: client.all_running(SOURCE), 120)
 
 
 def digests(bootstrap: str, topic: str) -> dict[int, list[str]]:
