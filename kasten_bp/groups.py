@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from kasten_bp.config import GroupsConfig
 from kasten_bp.consistency.core.groups import judge
-from kasten_bp.consistency.group_positions import Position, positions, recorded_commits
+from kasten_bp.consistency.group_positions import TWIN_SPAN, Position, positions, recorded_commits
 from kasten_bp.errors import UsageError
 from kasten_bp.kafka import group_offsets, reading
 from kasten_bp.kafka import groups as kafka_groups
@@ -62,8 +62,6 @@ class GroupStanding(BaseModel):
 
 Key = tuple[str, int]
 WORST_FIRST = ("ahead", "missing", "behind", "exact")
-# Twins of one partition closer than this many offsets are read as one range.
-TWIN_SPAN = 5_000
 
 
 def selected(manifest: Manifest, patterns: Sequence[str]) -> list[str]:
