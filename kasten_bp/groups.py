@@ -9,9 +9,14 @@ from pydantic import BaseModel, Field
 
 from kasten_bp.config import GroupsConfig
 from kasten_bp.consistency.core.groups import judge
-from kasten_bp.consistency.group_positions import TWIN_SPAN, Position, positions, recorded_commits
+from kasten_bp.consistency.group_positions import (
+    Position,
+    positions,
+    recorded_commits,
+    records_before,
+)
 from kasten_bp.errors import UsageError
-from kasten_bp.kafka import group_offsets, reading
+from kasten_bp.kafka import group_offsets
 from kasten_bp.kafka import groups as kafka_groups
 from kasten_bp.manifest import Manifest, RecordedTranslation
 
@@ -109,7 +114,13 @@ def plan_by_manifest(manifest: Manifest, restored: str, patterns: Sequence[str] 
         for p in g.partitions
         if (t := p.translation) is not None and t.twin_offset is not None
     }
-    found = twin_digests(restored, wanted)
+    # The record at each twin's offset: the last one below the offset after it.
+    found = {
+        (topic, partition, offset - 1): (r.offset, r.digest())
+        for (topic, partition, offset), r in records_before(
+            restored, {(t, p, o + 1) for t, p, o in wanted}
+        ).items()
+    }
     plans = []
     for g in captured:
         parts = []
@@ -132,10 +143,9 @@ def plan_by_manifest(manifest: Manifest, restored: str, patterns: Sequence[str] 
                 latest_safe_offset=t.latest_safe_offset,
                 detail=t.detail,
             )
-            if (
-                t.twin_offset is not None
-                and found.get((t.restored_topic, p.partition, t.twin_offset)) != t.twin_digest
-            ):
+            if t.twin_offset is not None and found.get(
+                (t.restored_topic, p.partition, t.twin_offset)
+            ) != (t.twin_offset, t.twin_digest):
                 plan_.restored_offset = plan_.latest_safe_offset = None
                 plan_.method = "twin_not_found"
                 plan_.detail = (
@@ -145,35 +155,6 @@ def plan_by_manifest(manifest: Manifest, restored: str, patterns: Sequence[str] 
             parts.append(plan_)
         plans.append(GroupPlan(group=g.group, state=g.state, partitions=parts))
     return GroupsPlan(backup_id=manifest.backup_id, restored_bootstrap=restored, groups=plans)
-
-
-def twin_digests(
-    bootstrap: str, wanted: set[tuple[str, int, int]]
-) -> dict[tuple[str, int, int], str]:
-    """The content digest of the record at each (topic, partition, offset), where there is
-    one. Offsets of a partition close together are read as one range; far apart, one per
-    round, each round one batched read of all partitions."""
-    by_key: dict[Key, list[int]] = {}
-    for topic, partition, offset in sorted(wanted):
-        by_key.setdefault((topic, partition), []).append(offset)
-    out = {}
-    while by_key:
-        ranges = {
-            key: (
-                offsets[0],
-                (offsets[-1] if offsets[-1] - offsets[0] < TWIN_SPAN else offsets[0]) + 1,
-            )
-            for key, offsets in by_key.items()
-        }
-        for record in reading.read_ranges(bootstrap, ranges).values():
-            for r in record:
-                out[(r.topic, r.partition, r.offset)] = r.digest()
-        by_key = {
-            key: [o for o in offsets if o >= ranges[key][1]]
-            for key, offsets in by_key.items()
-            if offsets[-1] >= ranges[key][1]
-        }
-    return out
 
 
 def _partition_plan(position: Position) -> PartitionPlan:

@@ -5,6 +5,8 @@ Every read is one batched read of all the partitions that need it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kasten_bp.consistency.core.catch_up import CatchUp, CatchUpView, Digested, judge
 from kasten_bp.consistency.scope import ReplicatedPartition
 from kasten_bp.kafka import admin, reading
@@ -93,20 +95,14 @@ def _with_tails(
             if start is not None
         },
     )
-    out = {}
-    for rp in ahead:
-        v = views[rp]
-        out[rp] = CatchUpView(
-            name=v.name,
-            mirror_has_records=v.mirror_has_records,
-            mirror_last=v.mirror_last,
-            committed=v.committed,
-            primary_log_start=v.primary_log_start,
-            primary_at_committed=v.primary_at_committed,
+    return {
+        rp: replace(
+            views[rp],
             mirror_tail=tuple(mirror_tails[rp.mirror_key]),
             primary_next=tuple(nexts.get(rp.primary_key, ())),
         )
-    return out
+        for rp in ahead
+    }
 
 
 def _tails_back_to(
