@@ -255,7 +255,9 @@ class Lab:
 
         def worker_up() -> bool:
             if not spec.handle.alive():
-                raise PermanentError(f"Connect worker exited: see {spec.run_dir}/connect.log")
+                log = Path(spec.run_dir) / "connect.log"
+                why = " (its port is in use)" if _says_port_in_use(log) else ""
+                raise PermanentError(f"Connect worker exited{why}: see {log}")
             with self.connect_client(state) as client:
                 return client.reachable()
 
@@ -465,6 +467,13 @@ class Lab:
             for b in c.brokers:
                 ports += [b.port, b.controller_port]
         return ports
+
+
+def _says_port_in_use(log: Path) -> bool:
+    try:
+        return "Address already in use" in log.read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def write_config_yaml(raw: dict[str, Any], path: Path) -> None:
