@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,13 @@ from kasten_bp.steps import QUIESCE_UNTIL, SNAPSHOT_STEP, TIMING_MARKS, backup_f
 from kasten_bp.steps.models import RunInputs
 from kasten_bp.steps.preflight import preflight_problems
 from kasten_bp.workflow.engine import Engine, Listener, RunContext
-from kasten_bp.workflow.journal import Journal, JournalStore
+from kasten_bp.workflow.journal import Journal, JournalStore, owner_alive
 from kasten_bp.workflow.listeners import TimingListener
 from kasten_bp.workflow.states import FINAL, RunState, StepStatus
 
 MODES = ("consistent", "hot")
+# Runs a dead owner leaves behind, for the next lock holder to finish.
+RECOVERABLE = (RunState.PENDING, RunState.RUNNING, RunState.ROLLING_BACK)
 
 
 def new_backup_id() -> str:
@@ -59,6 +62,12 @@ class Backups:
         self.store = JournalStore(self.catalog)
         self.listeners = list(listeners)
 
+    @cached_property
+    def scope(self) -> str:
+        """The configured mirror, as journals record it (read when first needed: a
+        usage error must not wait for the platform)."""
+        return self.platform.scope()
+
     def _engine(self, journal: Journal) -> Engine:
         ctx = RunContext(self.config, self.platform, self.catalog, journal, self.store)
         listeners = [*self.listeners, TimingListener(TIMING_MARKS)]
@@ -77,10 +86,73 @@ class Backups:
             groups_include=list(groups) if groups is not None else None,
         )
         journal = Journal(
-            backup_id=new_backup_id(), command=command, mode=mode, inputs=inputs.model_dump()
+            backup_id=new_backup_id(),
+            command=command,
+            mode=mode,
+            inputs=inputs.model_dump(),
+            cluster=self.scope,
         )
+        journal.claim()  # a watchdog tells a dead owner from a live one from the start
         self.store.save(journal)
         return journal
+
+    def ours(self, journal: Journal) -> bool:
+        """A run of the configured mirror (a journal older than the `cluster` field is
+        taken as ours: it was written when a catalog served one mirror)."""
+        return journal.cluster in ("", self.scope)
+
+    def _unfinished(self) -> list[Journal]:
+        return [j for j in self.store.unfinished() if self.ours(j)]
+
+    def _runs(self) -> list[Journal]:
+        return [j for j in self.store.all() if self.ours(j)]
+
+    # --- the watchdog: every run that stops something has one ----------------------------
+
+    def _arm_watchdog(self, journal: Journal) -> None:
+        """Before the first step acts: a process (a Job on Kubernetes) that outlives this
+        one and finishes the run if this process dies (see `watch`)."""
+        if self.config_file is None:
+            return
+        command = watchdog_command(self.config_file, journal.backup_id)
+        journal.hold_watchdog = self.platform.arm_hold(journal.backup_id, command)
+        self.store.save(journal)
+
+    def _disarm_when_done(self, journal: Journal) -> None:
+        """A run that ended needs no watchdog; a held one (or one that stopped acting
+        without ending) keeps it."""
+        done = journal.state in FINAL or journal.state == RunState.ROLLBACK_FAILED
+        if done and journal.hold_watchdog:
+            self.platform.disarm_hold(journal.backup_id, journal.hold_watchdog)
+
+    def watch(self, backup_id: str) -> dict[str, Any] | None:
+        """One look of the watchdog: None while there is nothing to do yet, else the run's
+        summary once it is out of anyone's hands (final, or a failed rollback left for a
+        person). A held run is put back at its deadline; a run whose owner is gone (its
+        lock is free: the owner holds it as long as it acts) is recovered at once."""
+        journal = self.store.load(backup_id)
+        if journal is None:
+            raise UsageError(f"backup {backup_id} not found in catalog {self.catalog.url}")
+        if journal.state in FINAL or journal.state == RunState.ROLLBACK_FAILED:
+            return self.summary(journal, [])
+        if journal.state == RunState.HELD:
+            try:
+                return self.expire_hold(backup_id)
+            except UsageError:
+                return None  # the lock is held: `snapshot` or `resume` is at work
+        if owner_alive(journal.owner):
+            return None
+        try:
+            with self.platform.lock("watchdog"):
+                journal = self.store.load(backup_id)
+                if journal is None or journal.state not in RECOVERABLE:
+                    return None  # it moved on meanwhile: look again
+                note = f"crashed run found by its watchdog (owner {owner_text(journal.owner)})"
+                with contextlib.suppress(RunFailed):
+                    self._engine(journal).recover(note=note)
+                return self.summary(journal, [])
+        except UsageError:
+            return None  # the lock is held: by the owner, alive after all, or a person
 
     # --- recovery -----------------------------------------------------------------------
 
@@ -89,8 +161,8 @@ class Backups:
         backup was kept, else roll them back; either way the deferred actions run.
         Call with the lock held, so no live run can be mistaken for a crashed one."""
         recovered = []
-        for journal in self.store.unfinished():
-            if journal.state not in (RunState.RUNNING, RunState.ROLLING_BACK):
+        for journal in self._unfinished():
+            if journal.state not in RECOVERABLE or owner_alive(journal.owner):
                 continue
             engine = self._engine(journal)
             try:
@@ -108,7 +180,7 @@ class Backups:
         rollback, or a kept backup whose deferred clean-up failed."""
         held = [
             j
-            for j in self.store.unfinished()
+            for j in self._unfinished()
             if j.state in (RunState.HELD, RunState.ROLLBACK_FAILED) or j.state in FINAL
         ]
         return held[-1] if held else None
@@ -142,7 +214,11 @@ class Backups:
             if dry_run:
                 return self._dry_run(mode, recovered)
             journal = self._new_journal("backup", mode, head_window, groups)
-            self._engine(journal).run()
+            self._arm_watchdog(journal)
+            try:
+                self._engine(journal).run()
+            finally:
+                self._disarm_when_done(journal)
             return self.summary(journal, recovered)
 
     def _dry_run(self, mode: str, recovered: list[dict[str, Any]]) -> dict[str, Any]:
@@ -180,14 +256,11 @@ class Backups:
             if held is not None:
                 raise UsageError(f"backup {held.backup_id} is already {held.state}")
             journal = self._new_journal("quiesce", "consistent")
-            if self.config_file is not None:
-                command = watchdog_command(self.config_file, journal.backup_id)
-                journal.hold_watchdog = self.platform.arm_hold(journal.backup_id, command)
+            self._arm_watchdog(journal)
             try:
                 self._engine(journal).run(stop_after=QUIESCE_UNTIL, hold_seconds=hold_seconds)
             finally:
-                if journal.state != RunState.HELD and journal.hold_watchdog:
-                    self.platform.disarm_hold(journal.backup_id, journal.hold_watchdog)
+                self._disarm_when_done(journal)
             return self.summary(journal, recovered)
 
     def expire_hold(self, backup_id: str) -> dict[str, Any] | None:
@@ -221,7 +294,7 @@ class Backups:
         with self.platform.lock("snapshot"):
             journal = self._held()
             if journal is None or journal.state != RunState.HELD:
-                expired = [j for j in self.store.all() if j.hold_expired]
+                expired = [j for j in self._runs() if j.hold_expired]
                 if expired and (journal is None or expired[-1].created_at > journal.created_at):
                     late = expired[-1]
                     raise UsageError(
@@ -237,7 +310,7 @@ class Backups:
 
     def _expired_unsnapshotted(self) -> Journal | None:
         """The newest run, when its hold expired before its snapshot and rolled it back."""
-        runs = self.store.all()
+        runs = self._runs()
         newest = runs[-1] if runs else None
         if (
             newest is not None
@@ -284,8 +357,7 @@ class Backups:
             try:
                 engine.run()
             finally:
-                if journal.hold_watchdog:
-                    self.platform.disarm_hold(journal.backup_id, journal.hold_watchdog)
+                self._disarm_when_done(journal)
             return self.summary(journal, recovered)
 
     def status(self) -> dict[str, Any]:
@@ -294,11 +366,20 @@ class Backups:
                 recovered = self.recover_crashed()
         except UsageError:
             recovered = []  # a live run holds the lock: report, do not touch
-        runs = self.store.all()
+        everyone = self.store.all()
+        runs = [j for j in everyone if self.ours(j)]
         current = [j for j in runs if j.state not in FINAL or j.outstanding_deferred()]
+        # Runs of other mirrors sharing this catalog: shown, never touched from here.
+        elsewhere = [
+            {"backup_id": j.backup_id, "status": j.state, "cluster": j.cluster}
+            for j in everyone
+            if not self.ours(j) and (j.state not in FINAL or j.outstanding_deferred())
+        ]
         return {
+            "cluster": self.scope,
             "recovered": recovered,
             "current": [self.summary(j, []) for j in current],
+            "elsewhere": elsewhere,
             "last": self.summary(runs[-1], []) if runs else None,
         }
 
@@ -319,6 +400,7 @@ class Backups:
         steps += [_row(s.name, s.status, s.seconds) for s in journal.steps if s.name in checks]
         return {
             "backup_id": journal.backup_id,
+            "cluster": journal.cluster or self.scope,
             "status": journal.state,
             "restorable": unrestorable(journal) is None,
             "mode": journal.mode,
@@ -348,6 +430,11 @@ def unrestorable(journal: Journal) -> str | None:
             return None
         return f"it is {journal.state} and its snapshot step did not complete"
     return f"it is {journal.state}, not COMPLETED"
+
+
+def owner_text(owner: dict[str, Any]) -> str:
+    where = f"pid {owner.get('pid')} on {owner.get('host')}" if owner else "unknown"
+    return f"{where}, pod {owner['pod']}" if owner.get("pod") else where
 
 
 def _row(name: str, status: str, seconds: float | None, deferred: bool = False) -> dict[str, Any]:

@@ -4,6 +4,9 @@
 someone else (K10 between its hooks). If neither `snapshot`+`resume` nor `resume` comes
 before the hold's deadline, a watchdog started by `quiesce` puts the mirror back by itself:
 locally a detached process, on Kubernetes a Job. Both run `kasten-bp hold-expire`.
+
+Every run that stops something (`backup` too) has the same watchdog, armed before its first
+step acts: it also finishes the run at once when its owner dies (`Backups.watch`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,6 @@ from pathlib import Path
 from kasten_bp.errors import UsageError
 
 DEFAULT_HOLD_SECONDS = 15 * 60
-# How long a watchdog waits for its quiesce to reach HELD before it gives up.
-QUIESCE_GRACE_SECONDS = 30 * 60
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 

@@ -119,31 +119,23 @@ def register(app: typer.Typer) -> None:
     def hold_expire(
         backup_id: str, config: Path | None = ConfigOption, output: Output = OutputOption
     ) -> None:
-        """The hold's watchdog: wait for the deadline, then put a still-held mirror back."""
+        """The run's watchdog: puts the mirror back when the run's owner dies before the run
+        ends, or when a hold runs out. It never gives up while the run is unfinished."""
 
         def body() -> dict[str, Any]:
-            from kasten_bp.errors import UsageError
-            from kasten_bp.hold import QUIESCE_GRACE_SECONDS
-            from kasten_bp.workflow.states import RunState
+            from kasten_bp.errors import TemporaryError, UsageError
 
             backups = _backups(config)
             if backups.store.load(backup_id) is None:
                 raise UsageError(f"backup {backup_id} not found in catalog {backups.catalog.url}")
-            give_up = time.monotonic() + QUIESCE_GRACE_SECONDS
             while True:
                 try:
-                    result = backups.expire_hold(backup_id)
-                except UsageError as exc:
+                    result = backups.watch(backup_id)
+                except TemporaryError as exc:
                     print(f"… {exc}; trying again", file=sys.stderr, flush=True)
-                    result = None  # another run holds the lock: try again shortly
+                    result = None  # the catalog or the API server is back in a moment
                 if result is not None:
                     return dict(result)
-                journal = backups.store.load(backup_id)
-                if journal is None:
-                    raise UsageError(f"backup {backup_id} left catalog {backups.catalog.url}")
-                on_its_way = journal.state in (RunState.PENDING, RunState.RUNNING)
-                if on_its_way and time.monotonic() > give_up:
-                    raise UsageError(f"backup {backup_id} never reached its hold")
                 time.sleep(HOLD_POLL_SECONDS)
 
         emit(run_command(output, body), output, render_run)

@@ -93,6 +93,9 @@ class LocalPlatform:
     def mirror_cluster_id(self) -> str:
         return self.mirror.cluster_id
 
+    def scope(self) -> str:
+        return f"local:{self.mirror.cluster_id}"
+
     def brokers(self) -> list[BrokerInfo]:
         return [BrokerInfo(b.id, b.handle.alive(), [b.log_dir]) for b in self.mirror.brokers]
 

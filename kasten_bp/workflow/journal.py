@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -62,6 +63,9 @@ class Journal(BaseModel):
     created_at: str = Field(default_factory=now_iso)
     updated_at: str = Field(default_factory=now_iso)
     owner: dict[str, Any] = Field(default_factory=dict)
+    # The mirror the run acts on (Platform.scope()): recovery, resume, hold expiry and the
+    # watchdog act only on the runs of the configured mirror. Empty in older journals.
+    cluster: str = ""
     # What the run was asked for (mode, head window): the first inputs of its steps.
     inputs: dict[str, Any] = Field(default_factory=dict)
     steps: list[StepRecord] = Field(default_factory=list)
@@ -87,7 +91,37 @@ class Journal(BaseModel):
         return [d for d in self.deferred if d.outstanding]
 
     def claim(self) -> None:
-        self.owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}
+        self.owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": now_iso(),
+            "started": process_start(os.getpid()),
+        }
+
+
+def process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22): with
+    the pid, it names one process, though pids are reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_alive(owner: dict[str, Any]) -> bool | None:
+    """Whether the process that owns a run is alive: None when it cannot be told from here
+    (another host, or an owner recorded without its pid)."""
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or owner.get("host") != socket.gethostname():
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    started = owner.get("started")
+    return state not in ("Z", "X") and (started is None or process_start(pid) == started)
 
 
 class JournalStore:

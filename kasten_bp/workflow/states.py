@@ -37,7 +37,8 @@ FINAL = {RunState.COMPLETED, RunState.COMPLETED_WITH_WARNINGS, RunState.FAILED_R
 KEPT = {RunState.COMPLETED, RunState.COMPLETED_WITH_WARNINGS}
 
 ALLOWED: dict[RunState, set[RunState]] = {
-    RunState.PENDING: {RunState.RUNNING},
+    # PENDING -> ROLLING_BACK: its process died before the first step (nothing to undo).
+    RunState.PENDING: {RunState.RUNNING, RunState.ROLLING_BACK},
     RunState.RUNNING: {
         RunState.COMPLETED,
         RunState.COMPLETED_WITH_WARNINGS,

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +19,14 @@ import pytest
 from kasten_bp.backup import Backups
 from kasten_bp.errors import RunFailed
 from kasten_bp.steps import backup_flow
+from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.engine import RunContext
 from kasten_bp.workflow.flow import DeferredAction, Flow, Step
-from kasten_bp.workflow.states import RunState, StepStatus
+from kasten_bp.workflow.journal import Journal
+from kasten_bp.workflow.states import FINAL, RunState, StepStatus
 
 from .helpers import (
+    KASTEN_BP,
     BackgroundProducer,
     LabHandle,
     assert_all_mirrored,
@@ -173,17 +177,22 @@ def started_iso(started: float) -> str:
     return datetime.fromtimestamp(started, UTC).isoformat(timespec="milliseconds")
 
 
-@pytest.mark.parametrize(
-    ("kill_when", "status", "recover_with", "final"),
-    [
-        ("wait_caught_up", "running", "status", RunState.FAILED_ROLLED_BACK),
-        ("stop_brokers", "done", "resume", RunState.FAILED_ROLLED_BACK),
-        ("snapshot_volumes", "running", "backup", RunState.FAILED_ROLLED_BACK),
-        ("snapshot_volumes", "done", "status", RunState.COMPLETED_WITH_WARNINGS),
-    ],
-)
-def test_a_killed_run_is_found_and_finished(
-    lab: LabHandle, topic: str, kill_when: str, status: str, recover_with: str, final: str
+# Where kasten-bp is killed (SIGKILL: no clean-up of its own), and what is left once its
+# watchdog has finished the run with nobody calling `status` or `resume`; in some cases
+# the next command comes at once and must work too (whoever takes the lock first finishes).
+KILLS = [
+    ("wait_caught_up", "running", None, RunState.FAILED_ROLLED_BACK),
+    ("capture_groups", "running", None, RunState.FAILED_ROLLED_BACK),
+    ("stop_brokers", "done", "resume", RunState.FAILED_ROLLED_BACK),
+    ("snapshot_volumes", "running", "backup", RunState.FAILED_ROLLED_BACK),
+    ("snapshot_volumes", "done", None, RunState.COMPLETED_WITH_WARNINGS),
+    ("seal_snapshots", "running", "status", RunState.COMPLETED_WITH_WARNINGS),
+]
+
+
+@pytest.mark.parametrize(("kill_when", "status", "then", "final"), KILLS)
+def test_a_killed_backup_is_finished_by_its_watchdog(
+    lab: LabHandle, topic: str, kill_when: str, status: str, then: str | None, final: str
 ) -> None:
     seed(lab, topic)
     backups = Backups(lab.config)
@@ -197,13 +206,15 @@ def test_a_killed_run_is_found_and_finished(
         backup_id = _wait_journal(backups, started, kill_when, {status})
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
-        assert backups.store.load(backup_id).state == RunState.RUNNING  # type: ignore[union-attr]
-        result = cli_json(lab, recover_with)
-    recovered = result["recovered"]
-    assert [r["backup_id"] for r in recovered] == [backup_id]
-    assert recovered[0]["state"] == final
-    journal = backups.store.load(backup_id)
-    assert journal is not None and journal.state == final
+        watchdog = int(backups.store.load(backup_id).hold_watchdog["pid"])  # type: ignore[union-attr]
+        if then is not None:
+            result = cli_json(lab, then)
+            # The command finished the run itself, or found it finished by the watchdog.
+            assert [r["backup_id"] for r in result["recovered"]] in ([backup_id], [])
+            if then == "backup":
+                assert result["status"] == "COMPLETED"
+        journal = _wait_final(backups, backup_id)
+    assert journal.state == final
     assert all(d.status == StepStatus.DONE for d in journal.deferred)
     snapshot_kept = backups.platform.snapshot_dir(backup_id).exists()  # type: ignore[attr-defined]
     if final == RunState.FAILED_ROLLED_BACK:
@@ -212,7 +223,49 @@ def test_a_killed_run_is_found_and_finished(
     else:
         assert "crashed run found" in journal.warnings[0]
         assert snapshot_kept
-    if recover_with == "backup":
-        assert result["status"] == "COMPLETED"
+    wait_for(f"watchdog pid {watchdog} to exit", lambda: not _alive(watchdog), 30)
     assert_mirror_running(lab)
     assert_all_mirrored(lab, topic, writer.acked)
+
+
+def test_a_killed_quiesce_puts_the_mirror_back_long_before_its_hold_ends(
+    lab: LabHandle, topic: str
+) -> None:
+    """The issue's report: `quiesce --hold-timeout 30s` killed while it paused MM2 left the
+    connectors STOPPED for good. Its watchdog now finishes the run as soon as it is dead."""
+    seed(lab, topic)
+    backups = Backups(lab.config)
+    with BackgroundProducer(lab.primary, topic, rate=100) as writer:
+        started = time.time() - 1
+        proc = subprocess.Popen(
+            [*KASTEN_BP, "quiesce", "--hold-timeout", "10m", "--config", str(lab.config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        backup_id = _wait_journal(backups, started, "wait_caught_up", {"running"})
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        killed_at = time.time()
+        journal = _wait_final(backups, backup_id)
+        # Within a minute, not at the 10 minute hold: the owner was seen dead.
+        assert time.time() - killed_at < 120
+    assert journal.state == RunState.FAILED_ROLLED_BACK
+    assert not journal.hold_expired
+    assert all(d.status == StepStatus.DONE for d in journal.deferred)
+    assert_mirror_running(lab)
+    assert_all_mirrored(lab, topic, writer.acked)
+
+
+def _wait_final(backups: Backups, backup_id: str) -> Journal:
+    def final() -> Journal | None:
+        journal = backups.store.load(backup_id)
+        return journal if journal is not None and journal.state in FINAL else None
+
+    return wait_for(f"backup {backup_id} to be finished by its watchdog", final, 180)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False

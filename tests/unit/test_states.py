@@ -29,6 +29,8 @@ def test_expected_table() -> None:
     # The table as the engine relies on it; a change here must be deliberate.
     assert set(ALLOWED_PAIRS) == {
         (RunState.PENDING, RunState.RUNNING),
+        # A run whose process died before its first step is closed by its watchdog.
+        (RunState.PENDING, RunState.ROLLING_BACK),
         (RunState.RUNNING, RunState.COMPLETED),
         (RunState.RUNNING, RunState.COMPLETED_WITH_WARNINGS),
         (RunState.RUNNING, RunState.HELD),

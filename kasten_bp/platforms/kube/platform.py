@@ -79,6 +79,9 @@ class KubePlatform(ABC):
         mm2 = self.k8s.mirrormaker
         self.mirrormaker: MirrorMakerControl = self.managed_mirrormaker(mm2) if mm2 else self.rest
 
+    def scope(self) -> str:
+        return f"{self.name}:{self.namespace}/{self.cluster}"
+
     @property
     def label(self) -> str:
         return f"{self.cluster_kind} {self.namespace}/{self.cluster}"
