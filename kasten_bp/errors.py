@@ -44,3 +44,12 @@ class Unreachable(TemporaryError):
 
 class PermanentError(KastenBpError):
     """Cannot get better by waiting (a process died, access denied): waits end at once."""
+
+
+class LockLost(BaseException):  # noqa: N818 - named for what happened, like KeyboardInterrupt
+    """The run's lock (a Lease) could not be renewed in time: the run stops acting before
+    another may take the lock, and leaves its journal to the next holder (its watchdog, or
+    `kasten-bp resume`). A BaseException so that no `except Exception` turns it into a
+    rollback: rolling back is acting too."""
+
+    exit_code = 4

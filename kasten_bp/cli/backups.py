@@ -187,6 +187,8 @@ def register(app: typer.Typer) -> None:
                     "restorable": unrestorable(j) is None,
                     "mode": j.mode,
                     "created_at": j.created_at,
+                    # Another mirror's backup in a shared catalog says so.
+                    "cluster": j.cluster or None,
                 }
                 for j in b.store.all()
             ]

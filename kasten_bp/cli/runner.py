@@ -12,7 +12,7 @@ from typing import TypeVar
 import typer
 
 from kasten_bp.cli.output import Output, error
-from kasten_bp.errors import KastenBpError
+from kasten_bp.errors import KastenBpError, LockLost
 from kasten_bp.transience import is_temporary
 
 T = TypeVar("T")
@@ -22,6 +22,9 @@ def run_command(output: Output, body: Callable[[], T]) -> T:
     try:
         return body()
     except KastenBpError as exc:
+        error(str(exc), exc.exit_code, output)
+        raise typer.Exit(exc.exit_code) from None
+    except LockLost as exc:
         error(str(exc), exc.exit_code, output)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:

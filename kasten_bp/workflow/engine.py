@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from kasten_bp.errors import KastenBpError, RollbackFailed, RunFailed, UsageError
+from kasten_bp.errors import KastenBpError, LockLost, RollbackFailed, RunFailed, UsageError
 from kasten_bp.workflow.flow import AnyStep, Flow
 from kasten_bp.workflow.journal import DeferredRecord, Journal, JournalStore, StepRecord
 from kasten_bp.workflow.states import NEEDS_UNDO, RunState, StepStatus
@@ -132,6 +132,8 @@ class Engine:
                 continue
             try:
                 self._run_step(step, record)
+            except LockLost:
+                raise  # stop acting at once: the next lock holder finishes the run
             except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt cleans up too
                 if not self.kept():
                     self.rollback(exc)

@@ -18,6 +18,7 @@ Also the checks a platform runs before changing anything: CRDs served, RBAC verb
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -66,6 +67,16 @@ class Kube:
         self.api = api_client
         self.describe = describe
         self._user: str | None = None
+        self._timeout = REQUEST_TIMEOUT
+        self._retrying = True
+
+    def bounded(self, seconds: float) -> Kube:
+        """This client with each request tried once, bounded by `seconds` end to end: a
+        Lease renewal must fail in time, not retry past the Lease."""
+        other = copy.copy(self)
+        other._timeout = seconds
+        other._retrying = False
+        return other
 
     # --- construction -------------------------------------------------------------------
 
@@ -125,14 +136,14 @@ class Kube:
             headers["Content-Type"] = content_type or (
                 MERGE_PATCH if verb == "patch" else "application/json"
             )
-        status, data = self._send(method, path, headers, body, list(query))
+        send = self._send if self._retrying else self._send_once
+        status, data = send(method, path, headers, body, list(query))
         if 200 <= status < 300:
             return dict(json.loads(data)) if data else {}
         self._raise(status, data, verb, resource, namespace, name, sub)
         raise AssertionError("unreachable")
 
-    @_retry
-    def _send(
+    def _send_once(
         self,
         method: str,
         path: str,
@@ -148,7 +159,9 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self.api.call_api(*args, _request_timeout=REQUEST_TIMEOUT)
+        # (connect, read): together within the bound.
+        timeout = (self._timeout / 2, self._timeout / 2)
+        response = self.api.call_api(*args, _request_timeout=timeout)
         response.read()
         status = int(response.status)
         data = response.data or b""
@@ -156,6 +169,8 @@ class Kube:
         if status != 409 and temporary_http_status(status):
             raise TemporaryError(f"HTTP {status} from {method} {path}: {data[:200]!r}")
         return status, data
+
+    _send = _retry(_send_once)
 
     def _raise(
         self,
