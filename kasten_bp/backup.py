@@ -320,9 +320,11 @@ class Backups:
             return newest
         return None
 
-    def resume(self) -> dict[str, Any]:
+    def resume(self, snapshot_taken: bool = False) -> dict[str, Any]:
         """Always safe: finishes a held run, retries a failed rollback or a kept backup's
-        failed clean-up, recovers a crash."""
+        failed clean-up, recovers a crash. A held run whose snapshot kasten-bp did not take
+        is kept only with `snapshot_taken` (K10's posthook: it snapshotted between its
+        hooks); without it the run is rolled back, never marked snapshotted unseen."""
         with self.platform.lock("resume"):
             recovered = self.recover_crashed()
             journal = self._held()
@@ -350,8 +352,20 @@ class Backups:
                     engine.rollback(None, note="rollback retried by resume")
                 return self.summary(journal, recovered)
             snap = journal.step(SNAPSHOT_STEP)
+            if snap.status == StepStatus.PENDING and not snapshot_taken:
+                try:
+                    engine.rollback(
+                        None,
+                        note=(
+                            "resumed before any snapshot was taken: the mirror is back, the "
+                            "backup is not kept (`resume --snapshot-taken` keeps it when the "
+                            "volumes were snapshotted outside kasten-bp)"
+                        ),
+                    )
+                finally:
+                    self._disarm_when_done(journal)
             if snap.status == StepStatus.PENDING:
-                # The snapshot was taken outside (Kanister/K10 between its hooks).
+                # Taken outside, as the caller says (K10 between its hooks).
                 snap.status = StepStatus.SKIPPED
                 self.store.save(journal)
             try:

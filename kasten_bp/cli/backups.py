@@ -146,10 +146,20 @@ def register(app: typer.Typer) -> None:
         emit_run(run_command(output, lambda: _backups(config).snapshot()), output)
 
     @app.command()
-    def resume(config: Path | None = ConfigOption, output: Output = OutputOption) -> None:
+    def resume(
+        config: Path | None = ConfigOption,
+        snapshot_taken: bool = typer.Option(
+            False,
+            "--snapshot-taken",
+            help="the held mirror's volumes were snapshotted outside kasten-bp (K10's "
+            "posthook): keep the backup. Without it, a run held with no snapshot is rolled "
+            "back (exit 3) and the mirror put back all the same",
+        ),
+        output: Output = OutputOption,
+    ) -> None:
         """Start brokers and resume MM2 (always safe, idempotent); recovers crashed runs and
         retries a kept backup's failed clean-up. Exits 5 if the run has warnings."""
-        result = run_command(output, lambda: _backups(config).resume())
+        result = run_command(output, lambda: _backups(config).resume(snapshot_taken))
         if "steps" not in result:
             emit(result, output, lambda d: d["status"])
         else:

@@ -5,12 +5,14 @@ bound to the mirror (by the BlueprintBinding printed with it) only brackets that
 - backupPrehook: `kasten-bp quiesce --hold-timeout 15m` (MM2 stopped, catch-up proven,
   heads captured, brokers flushed and stopped; put back by itself if no resume comes in
   time); the backup id goes out as the artifact `mirrorBackup`.
-- backupPosthook: `kasten-bp resume` (idempotent: "nothing to resume" when already done).
+- backupPosthook: `kasten-bp resume --snapshot-taken` (K10 runs it after its snapshot, which
+  kasten-bp cannot see; idempotent: "nothing to resume" when already done).
 - restorePosthook: `kasten-bp verify BACKUP_ID` against the restored cluster.
 - delete: `kasten-bp delete BACKUP_ID --confirm` (catalog entry and any snapshots it made).
 - resumeOnFailure: not a reserved name, so K10 never calls it for the binding; a policy's
   `onFailure` hook points at it (blueprints/k10-policy.yaml): the safety net when K10 fails
-  between prehook and posthook.
+  between prehook and posthook. Plain `kasten-bp resume`: a run still held without a
+  snapshot is rolled back (exit 3), never recorded as a kept backup.
 No `backup`/`restore` actions: with K10 they would REPLACE its PVC snapshots/restores.
 
 `--for kanister` (plain Kanister ActionSets, no K10): kasten-bp does everything:
@@ -106,6 +108,9 @@ def commands(hold_timeout: str = DEFAULT_HOLD_TIMEOUT) -> dict[str, list[str]]:
         ),
         "snapshotMirror": _cli("snapshot"),
         "resumeMirror": _cli("resume"),
+        # K10's posthook: K10 snapshotted the PVCs between its hooks, which kasten-bp cannot
+        # see; the hook says so. Without the flag a held run is rolled back (onFailure).
+        "resumeSnapshotted": _cli("resume", "--snapshot-taken"),
         "ensureResumed": _cli("resume"),
         "restoreMirror": _with_output(
             _cli("restore", BACKUP_ID), "/tmp/restore.json", "bootstrap", "bootstrap"
@@ -174,7 +179,7 @@ def render(
                 "outputArtifacts": artifact_out("holdMirror"),
                 "phases": [phase("holdMirror")],
             },
-            "backupPosthook": {"phases": [phase("resumeMirror")]},
+            "backupPosthook": {"phases": [phase("resumeSnapshotted")]},
             "restorePosthook": {
                 "inputArtifactNames": [ARTIFACT],
                 "phases": [phase("verifyRestore")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 import warnings
@@ -13,6 +14,7 @@ import pytest
 from kasten_bp.backup import Backups
 from kasten_bp.config import load_config
 from kasten_bp.connect import RUNNING, describe_state
+from kasten_bp.errors import RunFailed
 from kasten_bp.kafka import admin
 from kasten_bp.lab import mm2
 from kasten_bp.lab.lab import Lab
@@ -107,7 +109,8 @@ def no_module_leaves_the_mirror_stopped(request: pytest.FixtureRequest) -> Itera
         unfinished = [f"{r['backup_id']} {r['status']}" for r in backups.status()["current"]]
         if unfinished:
             left.append(f"unfinished runs {unfinished}")
-            backups.resume()
+            with contextlib.suppress(RunFailed):  # a held run with no snapshot: rolled back
+                backups.resume()
         with the_lab.connect_client(state) as client:
             for name in mm2.connector_names():
                 status = client.status(name)

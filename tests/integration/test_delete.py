@@ -23,7 +23,9 @@ def test_delete_refuses_a_held_run_and_deletes_a_finished_one(lab: LabHandle, to
         ]
         assert Backups(lab.config).store.load(backup_id) is not None
     finally:
-        cli_json(lab, "resume")
+        # No snapshot was taken: resume rolls the run back (exit 3) and puts the mirror back.
+        rolled_back = cli_json(lab, "resume", expect=3)
+        assert "resumed before any snapshot was taken" in rolled_back["error"]
     assert_mirror_running(lab)
     # Resumed before its snapshot: rolled back, final, and deletable.
     done = cli_json(lab, "delete", backup_id, "--confirm")

@@ -112,10 +112,41 @@ def test_resume_cancels_the_watchdog(lab: LabHandle, topic: str) -> None:
     assert journal is not None
     pid = journal.hold_watchdog["pid"]
     assert watchdog_alive(pid)
-    done = cli_json(lab, "resume")
+    done = cli_json(lab, "resume", "--snapshot-taken")  # K10's posthook, after its snapshot
     assert done["status"] == "COMPLETED" and done["hold_expired"] is False
+    steps = {s["name"]: s["status"] for s in done["steps"]}
+    assert steps["snapshot_volumes"] == StepStatus.SKIPPED  # taken outside, as told
     wait_for(f"watchdog {pid} to exit", lambda: not watchdog_alive(pid), 30)
     assert_mirror_running(lab)
+
+
+def test_resume_without_a_snapshot_rolls_back_and_never_claims_one(
+    lab: LabHandle, topic: str
+) -> None:
+    """K10's onFailure hook, or a person: the run was held, no snapshot was seen, and the
+    caller does not say one was taken. The mirror comes back; the backup is not kept."""
+    seed(lab, topic)
+    with BackgroundProducer(lab.primary, topic, rate=100) as writer:
+        held = cli_json(lab, "quiesce", "--hold-timeout", "10m")
+        journal = Backups(lab.config).store.load(held["backup_id"])
+        assert journal is not None
+        pid = journal.hold_watchdog["pid"]
+        told = cli(lab, "resume")
+        assert told.returncode == 3
+        # Progress lines as the mirror comes back, then the one error line.
+        assert told.stderr.strip().splitlines()[-1] == (
+            f"error: backup {held['backup_id']} failed and was rolled back: resumed before any "
+            "snapshot was taken: the mirror is back, the backup is not kept (`resume "
+            "--snapshot-taken` keeps it when the volumes were snapshotted outside kasten-bp)"
+        )
+        journal = Backups(lab.config).store.load(held["backup_id"])
+        assert journal is not None and journal.state == RunState.FAILED_ROLLED_BACK
+        assert journal.step("snapshot_volumes").status == StepStatus.PENDING
+        assert all(d.status == StepStatus.DONE for d in journal.deferred)
+        assert cli_json(lab, "resume")["status"] == "nothing to resume"
+        wait_for(f"watchdog {pid} to exit", lambda: not watchdog_alive(pid), 30)
+        assert_mirror_running(lab)
+    assert_all_mirrored(lab, topic, writer.acked)
 
 
 @pytest.mark.parametrize("bad", ["soon", "0s", "-5m", "15x"])

@@ -96,7 +96,7 @@ def test_quiesce_from_a_hook_pod_makes_a_watchdog_job_and_resume_deletes_it(
     assert [v["name"] for v in pod["volumes"]] == ["config"]  # ... not its own token
     assert container["command"][-3:] == [held["backup_id"], "--config", str(path.resolve())]
     assert "hold-expire" in container["command"]
-    done = Backups(config, config_file=path).resume()
+    done = Backups(config, config_file=path).resume(snapshot_taken=True)
     assert done["status"] == RunState.COMPLETED
     assert kube.get_optional(k.JOBS, namespace, job_name(held["backup_id"])) is None
     assert_cluster_back(kube, namespace, sims, lab)

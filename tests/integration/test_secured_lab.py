@@ -470,7 +470,7 @@ def test_secrets_are_never_stored_or_shown(secure_lab: SecureLab, tmp_path: Path
     run("show", backup_id, output="text")
     run("list", output="text")
     run("quiesce", "--hold-timeout", "10m")  # arms the watchdog: its hold log is ours too
-    run("resume", output="text")
+    run("resume", "--snapshot-taken", output="text")
     # A refused command: the wrong key password is not echoed back.
     wrong = f"wrong-{uuid.uuid4().hex}"
     refused = _run("backup", config=config, env={**env, KEY_PASSWORD_ENV: wrong})

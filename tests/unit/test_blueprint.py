@@ -50,7 +50,8 @@ def test_k10_blueprint_is_hooks_only_with_the_exact_commands() -> None:
         "backupPrehook": [
             ["bash", "-o", "errexit", "-o", "pipefail", "-c", quiesce_script("--hold-timeout 15m ")]
         ],
-        "backupPosthook": [resume],
+        # K10 took the snapshot between the hooks: the posthook says so; onFailure does not.
+        "backupPosthook": [resume[:2] + ["--snapshot-taken"] + resume[2:]],
         "restorePosthook": [["kasten-bp", "verify", ID, "--config", CFG, "--output", "json"]],
         "delete": [["kasten-bp", "delete", ID, "--confirm", "--config", CFG, "--output", "json"]],
         "resumeOnFailure": [resume],
