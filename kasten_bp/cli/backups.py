@@ -262,8 +262,27 @@ def register(app: typer.Typer) -> None:
                         "deleted (its journal is what puts the mirror back); run "
                         "`kasten-bp resume` first"
                     )
-                b.platform.delete_snapshots(backup_id)
+                left = b.platform.delete_snapshots(backup_id)
+                if left:
+                    # Kept in the catalog, so that `delete` can be run again once fixed.
+                    return {
+                        "backup_id": backup_id,
+                        "deleted_keys": 0,
+                        "undeleted": left,
+                        "warnings": [
+                            f"backup {backup_id}: {len(left)} snapshot(s) could not be deleted; "
+                            "its catalog entry is kept: fix the cause, then run `delete` again"
+                        ],
+                    }
                 deleted = b.catalog.delete_prefix(f"backups/{backup_id}/")
-            return {"backup_id": backup_id, "deleted_keys": deleted}
+            return {"backup_id": backup_id, "deleted_keys": deleted, "undeleted": []}
 
-        emit(run_command(output, body), output, lambda d: f"deleted backup {d['backup_id']}")
+        def text(d: dict[str, Any]) -> str:
+            if not d["undeleted"]:
+                return f"deleted backup {d['backup_id']}"
+            return "\n".join([*d["warnings"], *(f"  not deleted: {u}" for u in d["undeleted"])])
+
+        result = run_command(output, body)
+        emit(result, output, text)
+        if result["undeleted"]:
+            raise typer.Exit(WARNINGS_EXIT)

@@ -76,8 +76,9 @@ class Platform(Protocol):
         brokers serve again; refs unchanged where the storage vouches for itself."""
         ...
 
-    def delete_snapshots(self, backup_id: str) -> None:
-        """Idempotent: deleting what does not exist is fine."""
+    def delete_snapshots(self, backup_id: str) -> list[str]:
+        """Delete the backup's snapshots; returns each one that could not be deleted, named
+        with why. Idempotent: deleting what does not exist is fine."""
         ...
 
     def arm_hold(self, backup_id: str, command: list[str]) -> dict[str, Any]:

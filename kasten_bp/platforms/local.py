@@ -149,8 +149,15 @@ class LocalPlatform:
             for ref in refs
         ]
 
-    def delete_snapshots(self, backup_id: str) -> None:
-        shutil.rmtree(self.snapshot_dir(backup_id), ignore_errors=True)
+    def delete_snapshots(self, backup_id: str) -> list[str]:
+        left: list[str] = []
+
+        def failed(function: object, path: str, exc_info: tuple[Any, BaseException, Any]) -> None:
+            if os.path.lexists(path):
+                left.append(f"{path}: {exc_info[1]}")
+
+        shutil.rmtree(self.snapshot_dir(backup_id), onerror=failed)
+        return left
 
     # --- restore ------------------------------------------------------------------------
 

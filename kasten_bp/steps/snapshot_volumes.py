@@ -4,6 +4,7 @@ backup is kept whatever fails later."""
 from __future__ import annotations
 
 from kasten_bp.catalog.manifests import load_manifest, save_manifest
+from kasten_bp.errors import KastenBpError
 from kasten_bp.steps.models import SnapshotPlan, Snapshots
 from kasten_bp.workflow.engine import RunContext
 from kasten_bp.workflow.flow import Nothing, Step
@@ -28,5 +29,10 @@ class SnapshotVolumes(Step[Nothing, SnapshotPlan, Snapshots]):
     def undo(
         self, ctx: RunContext, needs: Nothing, plan: SnapshotPlan, failure: BaseException | None
     ) -> None:
-        # Half-made snapshots are deleted: a failed backup must not look restorable.
-        ctx.platform.delete_snapshots(ctx.backup_id)
+        # Half-made snapshots are deleted: a failed backup must not look restorable. One left
+        # behind fails the undo (ROLLBACK_FAILED): `resume` tries again once it is fixed.
+        left = ctx.platform.delete_snapshots(ctx.backup_id)
+        if left:
+            raise KastenBpError(
+                f"snapshots of backup {ctx.backup_id} not deleted: " + "; ".join(left)
+            )

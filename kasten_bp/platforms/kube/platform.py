@@ -198,9 +198,11 @@ class KubePlatform(ABC):
             for vol, d in zip(vols, details, strict=True)
         ]
 
-    def delete_snapshots(self, backup_id: str) -> None:
-        for item in delete_backup_snapshots(self.kube, self.namespace, backup_id):
+    def delete_snapshots(self, backup_id: str) -> list[str]:
+        deleted, left = delete_backup_snapshots(self.kube, self.namespace, backup_id)
+        for item in deleted:
             announce(f"deleted {item}")
+        return left
 
     # --- the hold's watchdog -----------------------------------------------------------------
 

@@ -326,19 +326,32 @@ def group_snapshot(
     return out
 
 
-def delete_backup_snapshots(kube: Kube, namespace: str, backup_id: str) -> list[str]:
-    """Delete the backup's VolumeGroupSnapshots and VolumeSnapshots (idempotent)."""
+def delete_backup_snapshots(
+    kube: Kube, namespace: str, backup_id: str
+) -> tuple[list[str], list[str]]:
+    """Delete the backup's VolumeGroupSnapshots and VolumeSnapshots (idempotent): what was
+    deleted, and what could not be (listing them, or deleting one, was refused), with why."""
     labels = {BACKUP_LABEL: label_value(backup_id)}
-    deleted = []
+    deleted: list[str] = []
+    left: list[str] = []
     for resource in (GROUP_SNAPSHOTS, SNAPSHOTS):
-        if resource is GROUP_SNAPSHOTS and not kube.served(resource):
-            continue  # group snapshots not installed: there are none to delete
-        for item in kube.find(resource, namespace, labels):
+        try:
+            if resource is GROUP_SNAPSHOTS and not kube.served(resource):
+                continue  # group snapshots not installed: there are none to delete
+            items = kube.find(resource, namespace, labels)
+        except KastenBpError as exc:
+            left.append(f"{resource.plural} of backup {backup_id} in {namespace}: {exc}")
+            continue
+        for item in items:
             if (item["metadata"].get("annotations") or {}).get(BACKUP_ANNOTATION) not in (
                 None,
                 backup_id,
             ):
                 continue
-            if kube.delete(resource, namespace, item["metadata"]["name"]):
-                deleted.append(f"{resource.kind.lower()} {namespace}/{item['metadata']['name']}")
-    return deleted
+            what = f"{resource.kind.lower()} {namespace}/{item['metadata']['name']}"
+            try:
+                if kube.delete(resource, namespace, item["metadata"]["name"]):
+                    deleted.append(what)
+            except KastenBpError as exc:
+                left.append(f"{what}: {exc}")
+    return deleted, left
