@@ -213,17 +213,19 @@ def start_cluster(cluster: ClusterSpec) -> None:
         start_broker(cluster, broker)
 
 
-def stop_brokers(brokers: list[BrokerSpec], timeout: float = 60.0) -> None:
+def stop_brokers(brokers: list[BrokerSpec], timeout: float = 60.0) -> list[int]:
     """Stop brokers concurrently. Each is a KRaft voter, and Kafka completes a voter's
     graceful shutdown at once only while it knows a live leader other than itself (or is
     the only voter); the last voter standing waits out the 5 s fixed in Kafka's
     KafkaRaftClientDriver. Together, that wait is paid once (measured on the lab's 3
     brokers: 5.6-6.0 s in all); leader first then the rest, 6.0-6.4 s; one at a time,
-    leader first, 8-12 s on a busy machine (the last alone still waits 5 s)."""
+    leader first, 8-12 s on a busy machine (the last alone still waits 5 s).
+    Returns the ids of the brokers that had to be killed (SIGKILL) after `timeout`."""
     if not brokers:
-        return
+        return []
     with ThreadPoolExecutor(max_workers=len(brokers)) as pool:
-        list(pool.map(lambda b: processes.stop(b.handle, timeout=timeout), brokers))
+        killed = list(pool.map(lambda b: processes.stop(b.handle, timeout=timeout), brokers))
+    return [b.id for b, k in zip(brokers, killed, strict=True) if k]
 
 
 def brokers_listening(cluster: ClusterSpec) -> bool:

@@ -73,9 +73,11 @@ def start(
     return proc_handle
 
 
-def stop(handle: Supervised, timeout: float = 30.0, sig: int = signal.SIGTERM) -> None:
-    """Signal the process and wait for it to exit; SIGKILL after `timeout`. Idempotent."""
+def stop(handle: Supervised, timeout: float = 30.0, sig: int = signal.SIGTERM) -> bool:
+    """Signal the process and wait for it to exit; SIGKILL after `timeout`. Idempotent.
+    True when it had to be killed (asked for SIGKILL itself, or did not exit in time)."""
     pid = handle.pid()
+    killed = False
     if pid is not None and _alive_and_ours(pid, handle.pid_file):
         _signal(pid, sig)
         deadline = time.monotonic() + timeout
@@ -83,12 +85,15 @@ def stop(handle: Supervised, timeout: float = 30.0, sig: int = signal.SIGTERM) -
             _reap(pid)
             time.sleep(0.1)
         if _alive_and_ours(pid, handle.pid_file):
+            killed = True
             _signal(pid, signal.SIGKILL)
             while _alive_and_ours(pid, handle.pid_file):
                 _reap(pid)
                 time.sleep(0.05)
         _reap(pid)
+        killed = killed or sig == signal.SIGKILL
     handle.pid_file.unlink(missing_ok=True)
+    return killed
 
 
 def _signal(pid: int, sig: int) -> None:

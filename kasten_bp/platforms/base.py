@@ -59,8 +59,10 @@ class Platform(Protocol):
 
     def brokers(self) -> list[BrokerInfo]: ...
 
-    def stop_brokers(self, broker_ids: list[int], timeout: float) -> None:
-        """Flush and stop cleanly, waiting until they are gone."""
+    def stop_brokers(self, broker_ids: list[int], timeout: float) -> list[str]:
+        """Flush and stop cleanly, waiting until they are gone. Returns a warning for each
+        broker that did not stop cleanly in time and was killed (its volume then needs log
+        recovery when restored; the backup is kept, never quietly)."""
         ...
 
     def start_brokers(self, broker_ids: list[int], timeout: float) -> None:

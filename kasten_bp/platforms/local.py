@@ -101,13 +101,18 @@ class LocalPlatform:
 
     # --- stop / start -------------------------------------------------------------------
 
-    def stop_brokers(self, broker_ids: list[int], timeout: float) -> None:
+    def stop_brokers(self, broker_ids: list[int], timeout: float) -> list[str]:
         brokers = [self.mirror.broker(i) for i in broker_ids]
-        kraft.stop_brokers(brokers, timeout=timeout)
+        killed = kraft.stop_brokers(brokers, timeout=timeout)
         os.sync()  # nothing of the stopped brokers left in the page cache
         for b in brokers:
             if b.handle.alive():
                 raise KastenBpError(f"broker {b.id} of the mirror did not stop")
+        return [
+            f"broker {i} of the mirror did not stop cleanly within {timeout:g}s and was "
+            "killed (SIGKILL): its snapshot needs log recovery when restored"
+            for i in killed
+        ]
 
     def start_brokers(self, broker_ids: list[int], timeout: float) -> None:
         cluster = self.mirror

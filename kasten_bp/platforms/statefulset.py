@@ -283,10 +283,12 @@ class StatefulSetPlatform(KubePlatform):
             out.append(BrokerInfo(ordinal, running, vols.get(ordinal, [])))
         return out
 
-    def stop_brokers(self, broker_ids: list[int], timeout: float) -> None:
-        """A StatefulSet scales from the top only: all brokers are stopped."""
+    def stop_brokers(self, broker_ids: list[int], timeout: float) -> list[str]:
+        """A StatefulSet scales from the top only: all brokers are stopped. Pods get their
+        own grace period; how each ended is the kubelet's to tell (no warning claimed)."""
         self.flush([f"{self.cluster}-{i}" for i in broker_ids], None, timeout)
         self.workload().scale_down(timeout)
+        return []
 
     def start_brokers(self, broker_ids: list[int], timeout: float) -> None:
         replicas = self.workload().scale_up(timeout)

@@ -369,7 +369,9 @@ class StrimziPlatform(KubePlatform):
             self.kube.set_annotation(r.KAFKAS, namespace, self.cluster, PAUSE, None)
             announce(f"kafka {namespace}/{self.cluster}: reconciliation resumed")
 
-    def stop_brokers(self, broker_ids: list[int], timeout: float) -> None:
+    def stop_brokers(self, broker_ids: list[int], timeout: float) -> list[str]:
+        """Pods get their own grace period; how each ended is the kubelet's to tell, not
+        ours (no warning is claimed either way)."""
         self._pause(self.namespace, timeout)
         podsets = self.kube.find(r.PODSETS, self.namespace, self.selector)
         self._record_podsets(podsets)
@@ -392,6 +394,7 @@ class StrimziPlatform(KubePlatform):
             return True
 
         wait_for(f"the pods of {self.label} to be gone", gone, timeout)
+        return []
 
     def _record_podsets(self, podsets: list[dict[str, Any]]) -> None:
         """Keep the StrimziPodSets in a ConfigMap, so they can be recreated even if the

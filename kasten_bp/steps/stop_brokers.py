@@ -20,7 +20,8 @@ class StopBrokers(Step[Nothing, RunningBrokers, StoppedBrokers]):
 
     def do(self, ctx: RunContext, needs: Nothing, plan: RunningBrokers) -> StoppedBrokers:
         timeout = ctx.config.backup.broker_stop_timeout_seconds
-        ctx.platform.stop_brokers(plan.running_brokers, timeout)
+        # Never quiet: a killed broker is a warning of the run (exit 5, the backup kept).
+        ctx.journal.warnings += ctx.platform.stop_brokers(plan.running_brokers, timeout)
         return StoppedBrokers(stopped_brokers=plan.running_brokers)
 
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import yaml
 
 from kasten_bp.backup import Backups
 from kasten_bp.kafka import admin
 from kasten_bp.platforms.local import LocalPlatform
 from kasten_bp.workflow.states import RunState
 
-from .helpers import LabHandle, assert_mirror_running, cli_json, seed
+from .helpers import LabHandle, assert_mirror_running, cli_json, cli_json_for, seed
 from .test_hold import HOLD, wait_state
 
 
@@ -70,3 +73,31 @@ def test_a_primary_topic_not_mirrored_in_time_is_listed_and_warned(
     assert kept["manifest"]["not_in_backup"] == [late]
     assert any(late in w and "not in the backup" in w for w in kept["warnings"])
     assert_mirror_running(lab)
+
+
+def test_a_broker_killed_at_the_stop_is_a_warning_and_its_backup_restores(
+    lab: LabHandle, topic: str, tmp_path: Path
+) -> None:
+    """No quiet omission (issue 27, point 10): a mirror broker that does not stop cleanly
+    within broker_stop_timeout_seconds is killed (SIGKILL); the run says so and ends
+    COMPLETED_WITH_WARNINGS (exit 5), and the kept backup restores (log recovery) and
+    verifies consistent."""
+    seed(lab, topic)
+    raw = yaml.safe_load(lab.config_path.read_text())
+    # A KRaft voter's clean stop takes seconds (the last one waits out Kafka's 5 s).
+    raw.setdefault("backup", {})["broker_stop_timeout_seconds"] = 0.2
+    impatient = tmp_path / "impatient.yaml"
+    impatient.write_text(yaml.safe_dump(raw))
+    done = cli_json_for(impatient, "backup", expect=5)
+    backup_id = done["backup_id"]
+    killed = [w for w in done["warnings"] if "was killed (SIGKILL)" in w]
+    assert killed, done["warnings"]
+    assert all("did not stop cleanly within 0.2s" in w for w in killed)
+    assert done["status"] == RunState.COMPLETED_WITH_WARNINGS and done["restorable"] is True
+    assert_mirror_running(lab)
+    try:
+        cli_json(lab, "restore", backup_id)
+        report = cli_json(lab, "verify", backup_id, "--topic", topic)
+        assert report["verdict"] == "consistent"
+    finally:
+        LocalPlatform(lab.config).stop_restored(backup_id)
