@@ -5,8 +5,11 @@ watchdog Job like that pod; `resume` deletes it; with no `resume`, the Job's own
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from kasten_bp.config import Config
 from kasten_bp.platforms.kube import resources as k
 from kasten_bp.platforms.kube.api import Kube
 from kasten_bp.platforms.kube.hold_job import job_name
+from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.states import RunState
 
 from .helpers import LabHandle
@@ -132,4 +136,60 @@ def test_the_watchdog_jobs_command_puts_the_mirror_back_at_the_deadline(
     journal = Backups(config).store.load(held["backup_id"])
     assert journal is not None and journal.hold_expired
     assert journal.state == RunState.FAILED_ROLLED_BACK
+    assert_cluster_back(kube, namespace, sims, lab)
+
+
+def test_a_backup_killed_with_its_hook_pod_is_finished_by_its_watchdog_job(
+    kube_env: KubeEnv,
+    kube: Kube,
+    namespace: str,
+    lab: LabHandle,
+    sims: Sims,
+    hook_pod: str,
+    tmp_path: Path,
+) -> None:
+    """Issue 27: a hook pod evicted mid-backup. Its watchdog Job (armed before the first
+    step) takes over the run's Lease at once, since the pod that held it is gone, and puts
+    the mirror back; nobody calls `status` or `resume`."""
+    create_strimzi_cluster(kube, namespace)
+    wait_strimzi_ready(kube, namespace)
+    config = strimzi_config(kube_env, lab, tmp_path, namespace)
+    path = written(config, tmp_path)
+    backups = Backups(config)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "kasten_bp.cli", "backup", "--config", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def brokers_stopped() -> str | None:
+        for journal in backups.store.all():
+            if any(s.name == "stop_brokers" and s.status == "done" for s in journal.steps):
+                return journal.backup_id
+        return None
+
+    backup_id = wait_for("the backup to stop the mirror's brokers", brokers_stopped, 300)
+    run.send_signal(signal.SIGKILL)  # the eviction: no clean-up of its own
+    run.wait(30)
+    kube.delete(k.PODS, namespace, hook_pod)
+    lease = kube.get(k.LEASES, namespace, "kasten-bp-mirror")["spec"]
+    assert f"pod {namespace}/{hook_pod}" in lease["holderIdentity"]  # held by the dead pod
+    job = kube.get(k.JOBS, namespace, job_name(backup_id))
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    # The kubelet's part: run the Job's container command (no kubelet exists here).
+    env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
+    env.pop("KASTEN_BP_CATALOG")  # the hook pod's S3 catalog is not this test's
+    watchdog = subprocess.run(
+        [*container["command"], "--output", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert watchdog.returncode == 0, watchdog.stderr[-2000:]
+    assert json.loads(watchdog.stdout)["status"] == RunState.FAILED_ROLLED_BACK
+    journal = backups.store.load(backup_id)
+    assert journal is not None and journal.state == RunState.FAILED_ROLLED_BACK
+    assert "crashed run found by its watchdog" in journal.events[-2]["note"]
+    assert kube.find(k.SNAPSHOTS, namespace) == []
     assert_cluster_back(kube, namespace, sims, lab)
