@@ -21,6 +21,7 @@ from tenacity import (
 from kasten_bp.config import BasicAuth, ConnectConfig, SslConfig
 from kasten_bp.errors import KastenBpError, PermanentError, TemporaryError, UsageError
 from kasten_bp.transience import is_temporary
+from kasten_bp.waiting import time_left
 
 # Connector states as Connect reports them (KIP-875 added STOPPED).
 RUNNING, PAUSED, STOPPED = "RUNNING", "PAUSED", "STOPPED"
@@ -35,6 +36,9 @@ def restorable(state: str) -> str:
     Anything else is kept as it is (a workload's replica count among the recorded states)."""
     return RUNNING if state in PASSING else state
 
+
+# A request inside a wait that is about to end still gets this long.
+MIN_REQUEST_SECONDS = 2.0
 
 _retry = retry(
     retry=retry_if_exception(is_temporary),
@@ -123,15 +127,22 @@ class ConnectClient:
         # Strimzi-style names contain "->": encode everything but nothing else.
         return f"/connectors/{quote(name, safe='')}{suffix}"
 
-    @_retry
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = self._http.request(method, path, **kwargs)
         response.raise_for_status()
         return response
 
+    _request = _retry(_request_once)
+
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        left = time_left()
         try:
-            return self._request(method, path, **kwargs)
+            if left is None:
+                return self._request(method, path, **kwargs)
+            # Inside a wait: one try, bounded by the time the wait has left; the wait
+            # itself tries again (a retry here could outlast it).
+            bound = min(self._http.timeout.read or 15.0, max(MIN_REQUEST_SECONDS, left))
+            return self._request_once(method, path, timeout=bound, **kwargs)
         except httpx.HTTPStatusError as exc:
             body = exc.response.text.strip()[:200]
             status = exc.response.status_code

@@ -1,6 +1,7 @@
 """The run lock on a REAL kube-apiserver is fail-safe (issue 27, points 2 and 3): a holder
 whose clock is skewed is never taken for dead, a dead holder is taken over at once, and a
-run that cannot renew stops acting before its Lease can expire, leaving the Lease held."""
+run that cannot renew stops acting before its Lease can expire, leaving the Lease held.
+And waits stay within their deadlines when the API server hangs (point 9)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ import pytest
 import yaml
 
 from kasten_bp.config import KubernetesConfig
-from kasten_bp.errors import LockLost, UsageError
+from kasten_bp.errors import LockLost, UsageError, WaitTimeout
+from kasten_bp.platforms.kube import podexec
 from kasten_bp.platforms.kube import resources as k
 from kasten_bp.platforms.kube.api import Kube
 from kasten_bp.platforms.kube.lease import Clocks, acquire, lease_lock, micro
+from kasten_bp.platforms.kube.podexec import ExecUnavailable
 from kasten_bp.waiting import wait_for
 
 from .kube_fixture import KubeEnv
@@ -147,3 +150,28 @@ def test_a_run_that_cannot_renew_stops_acting_and_leaves_the_lease_held(
 
     wait_for(f"lease {LEASE} to be taken over once seen unchanged", taken, 60)
     assert holder(kube, namespace) == "hold-expire (watchdog pid 1 abcdef)"
+
+
+# Deadlines are deadlines (issue 27, point 9): against an API server that hangs, a wait
+# ends when its time is up, not when a request's own retries give up (90 s and more).
+# The pytest timeout is the bound under test: without the fix each of these hangs past it.
+@pytest.mark.timeout(45)
+def test_a_wait_bounds_each_request_by_the_time_it_has_left(
+    namespace: str, silent_api: tuple[Kube, SilentableProxy]
+) -> None:
+    proxied, proxy = silent_api
+    assert proxied.get_optional(k.LEASES, namespace, LEASE) is None  # it answers...
+    proxy.silent.set()  # ... until it hangs
+    with pytest.raises(WaitTimeout, match="timed out after 5s waiting for lease"):
+        wait_for(f"lease {LEASE}", lambda: proxied.get_optional(k.LEASES, namespace, LEASE), 5)
+
+
+@pytest.mark.timeout(45)
+def test_an_exec_stream_that_cannot_open_fails_in_time(
+    namespace: str, silent_api: tuple[Kube, SilentableProxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxied, proxy = silent_api
+    proxy.silent.set()
+    monkeypatch.setattr(podexec, "EXEC_OPEN_SECONDS", 3.0)
+    with pytest.raises(ExecUnavailable, match=f"pod {namespace}/kafka-0: exec unavailable"):
+        podexec.exec_in_pod(proxied, namespace, "kafka-0", None, ["sync"], timeout=30)

@@ -39,8 +39,11 @@ from kasten_bp.platforms.kube.resources import (
     labels_selector,
 )
 from kasten_bp.transience import is_temporary, temporary_http_status
+from kasten_bp.waiting import time_left
 
 REQUEST_TIMEOUT = 30.0
+# A request inside a wait that is about to end still gets this long.
+MIN_REQUEST_SECONDS = 2.0
 RETRY_SECONDS = float(os.environ.get("KASTEN_BP_KUBE_RETRY_SECONDS", "60"))
 
 
@@ -136,8 +139,15 @@ class Kube:
             headers["Content-Type"] = content_type or (
                 MERGE_PATCH if verb == "patch" else "application/json"
             )
-        send = self._send if self._retrying else self._send_once
-        status, data = send(method, path, headers, body, list(query))
+        left = time_left()
+        if left is not None and self._retrying:
+            # Inside a wait: one try, bounded by the time the wait has left; the wait
+            # itself tries again (a retry here could outlast it).
+            bounded = self.bounded(min(self._timeout, max(MIN_REQUEST_SECONDS, left)))
+            status, data = bounded._send_once(method, path, headers, body, list(query))
+        else:
+            send = self._send if self._retrying else self._send_once
+            status, data = send(method, path, headers, body, list(query))
         if 200 <= status < 300:
             return dict(json.loads(data)) if data else {}
         self._raise(status, data, verb, resource, namespace, name, sub)

@@ -8,6 +8,7 @@ import re
 import time
 from typing import Any
 
+import websocket
 from kubernetes import client as k8s_client
 from kubernetes.stream import stream
 
@@ -16,6 +17,10 @@ from kasten_bp.platforms.kube.api import Kube
 from kasten_bp.waiting import announce
 
 log = logging.getLogger(__name__)
+# Opening an exec stream (TCP, TLS, the websocket upgrade) takes at most this long: the
+# Kubernetes client gives the websocket no timeout of its own, so a hung API server would
+# hold the run forever.
+EXEC_OPEN_SECONDS = 30.0
 
 
 class ExecUnavailable(KastenBpError):
@@ -38,6 +43,9 @@ def exec_in_pod(
     }
     if container:
         kwargs["container"] = container
+    # websocket-client's default applies to the sockets it opens from here on (and to each
+    # read, which only follows a poll saying data is there).
+    websocket.setdefaulttimeout(min(EXEC_OPEN_SECONDS, timeout))
     try:
         resp = stream(core.connect_get_namespaced_pod_exec, pod, namespace, **kwargs)
     except k8s_client.ApiException as exc:
