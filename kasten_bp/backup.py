@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 from kasten_bp.catalog.base import Catalog, open_catalog
 from kasten_bp.catalog.manifests import manifest_data
 from kasten_bp.config import Config, GroupsConfig, use_kube_secret_reader
-from kasten_bp.errors import RunFailed, UsageError
+from kasten_bp.errors import LockBusy, RunFailed, UsageError
 from kasten_bp.hold import DEFAULT_HOLD_SECONDS, hold_deadline, iso, watchdog_command
 from kasten_bp.kafka.clients import apply_config_security
 from kasten_bp.platforms import build_platform
@@ -23,12 +24,17 @@ from kasten_bp.platforms.base import Platform
 from kasten_bp.steps import QUIESCE_UNTIL, SNAPSHOT_STEP, TIMING_MARKS, backup_flow
 from kasten_bp.steps.models import RunInputs
 from kasten_bp.steps.preflight import preflight_problems
+from kasten_bp.waiting import announce
 from kasten_bp.workflow.engine import Engine, Listener, RunContext
 from kasten_bp.workflow.journal import Journal, JournalStore, owner_alive
 from kasten_bp.workflow.listeners import TimingListener
 from kasten_bp.workflow.states import FINAL, RunState, StepStatus
 
 MODES = ("consistent", "hot")
+# The lock owner a watchdog takes the lock as: commands wait for it (it is finishing a
+# dead run, briefly) instead of being refused.
+WATCHDOG = "watchdog"
+WATCHDOG_GRACE_SECONDS = 300.0
 # Runs a dead owner leaves behind, for the next lock holder to finish.
 RECOVERABLE = (RunState.PENDING, RunState.RUNNING, RunState.ROLLING_BACK)
 
@@ -107,6 +113,28 @@ class Backups:
     def _runs(self) -> list[Journal]:
         return [j for j in self.store.all() if self.ours(j)]
 
+    @contextmanager
+    def lock(self, owner: str) -> Iterator[None]:
+        """The mirror's run lock. A watchdog holds it only while it finishes a dead run:
+        wait for it (bounded) rather than refuse; any other holder is refused (exit 2)."""
+        deadline = time.monotonic() + WATCHDOG_GRACE_SECONDS
+        told = False
+        while True:
+            stack = contextlib.ExitStack()
+            try:
+                stack.enter_context(self.platform.lock(owner))
+            except LockBusy as busy:
+                if not busy.holder.startswith(WATCHDOG) or time.monotonic() > deadline:
+                    raise
+                if not told:
+                    announce(f"waiting for a watchdog to finish a dead run ({busy.holder})")
+                    told = True
+                time.sleep(1.0)
+                continue
+            with stack:
+                yield
+            return
+
     # --- the watchdog: every run that stops something has one ----------------------------
 
     def _arm_watchdog(self, journal: Journal) -> None:
@@ -143,7 +171,7 @@ class Backups:
         if owner_alive(journal.owner):
             return None
         try:
-            with self.platform.lock("watchdog"):
+            with self.platform.lock(WATCHDOG):
                 journal = self.store.load(backup_id)
                 if journal is None or journal.state not in RECOVERABLE:
                     return None  # it moved on meanwhile: look again
@@ -204,7 +232,7 @@ class Backups:
                     "--group: consumer groups are recorded at the cut, in consistent mode only"
                 )
             GroupsConfig.including(list(groups))  # a bad regex: exit 2 before any change
-        with self.platform.lock("backup"):
+        with self.lock("backup"):
             recovered = self.recover_crashed()
             held = self._held()
             if held is not None:
@@ -250,7 +278,7 @@ class Backups:
     def quiesce(self, hold_seconds: float = DEFAULT_HOLD_SECONDS) -> dict[str, Any]:
         """Take the mirror down and hold it for a snapshot; a watchdog puts it back if no
         `resume` comes within `hold_seconds`."""
-        with self.platform.lock("quiesce"):
+        with self.lock("quiesce"):
             recovered = self.recover_crashed()
             held = self._held()
             if held is not None:
@@ -275,7 +303,7 @@ class Backups:
             return self.summary(journal, [])
         if time.time() < hold_deadline(journal.hold_deadline, journal.updated_at):
             return None
-        with self.platform.lock("hold-expire"):
+        with self.platform.lock(WATCHDOG):
             journal = self.store.load(backup_id)
             if journal is None or journal.state != RunState.HELD:
                 return self.summary(journal, []) if journal else None
@@ -291,7 +319,7 @@ class Backups:
             return self.summary(journal, [])
 
     def snapshot(self) -> dict[str, Any]:
-        with self.platform.lock("snapshot"):
+        with self.lock("snapshot"):
             journal = self._held()
             if journal is None or journal.state != RunState.HELD:
                 expired = [j for j in self._runs() if j.hold_expired]
@@ -325,7 +353,7 @@ class Backups:
         failed clean-up, recovers a crash. A held run whose snapshot kasten-bp did not take
         is kept only with `snapshot_taken` (K10's posthook: it snapshotted between its
         hooks); without it the run is rolled back, never marked snapshotted unseen."""
-        with self.platform.lock("resume"):
+        with self.lock("resume"):
             recovered = self.recover_crashed()
             journal = self._held()
             if journal is None:
@@ -376,7 +404,7 @@ class Backups:
 
     def status(self) -> dict[str, Any]:
         try:
-            with self.platform.lock("status"):
+            with self.lock("status"):
                 recovered = self.recover_crashed()
         except UsageError:
             recovered = []  # a live run holds the lock: report, do not touch

@@ -15,6 +15,14 @@ class UsageError(KastenBpError):
     exit_code = 2
 
 
+class LockBusy(UsageError):
+    """Another run holds the run lock of this mirror; `holder` says who."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class RollbackFailed(KastenBpError):
     """A run failed and rolling it back failed too: a person must act."""
 

@@ -252,7 +252,7 @@ def register(app: typer.Typer) -> None:
 
             b = _backups(config)
             # Under the lock: no run may start on, or finish, the backup being deleted.
-            with b.platform.lock("delete"):
+            with b.lock("delete"):
                 journal = b.store.load(backup_id)
                 if journal is None:
                     raise UsageError(f"backup {backup_id} not found in catalog {b.catalog.url}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kasten_bp.config import Config
-from kasten_bp.errors import KastenBpError, UsageError
+from kasten_bp.errors import KastenBpError, LockBusy, UsageError
 from kasten_bp.lab import kraft
 from kasten_bp.lab.kraft import BrokerSpec, ClusterSpec
 from kasten_bp.lab.lab import Lab, LabState
@@ -62,9 +62,10 @@ class LocalPlatform:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = path.read_text().strip() or "another process"
-                raise UsageError(
+                raise LockBusy(
                     f"another kasten-bp run holds the lock on mirror {self.mirror.bootstrap} "
-                    f"({holder}); wait for it or check `kasten-bp status`"
+                    f"({holder}); wait for it or check `kasten-bp status`",
+                    holder,
                 ) from None
             os.ftruncate(fd, 0)
             os.write(fd, f"{owner} (pid {os.getpid()})".encode())

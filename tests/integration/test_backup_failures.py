@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,37 @@ def _alive(pid: int) -> bool:
         return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
+
+
+def test_a_command_waits_for_a_watchdog_finishing_a_dead_run_and_refuses_a_live_run(
+    lab: LabHandle,
+) -> None:
+    """`resume` right after a kill meets the watchdog holding the lock while it finishes
+    the run: it waits for it instead of failing with exit 2; a live run still refuses it."""
+    platform = Backups(lab.config).platform
+    released = threading.Event()
+
+    def hold(owner: str) -> None:
+        with platform.lock(owner):
+            released.wait(3)
+
+    for owner, expect in (("watchdog", 0), ("backup", 2)):
+        released.clear()
+        holder = threading.Thread(target=hold, args=(owner,))
+        holder.start()
+        time.sleep(0.5)  # the lock is taken
+        try:
+            result = subprocess.run(
+                [*KASTEN_BP, "resume", "--config", str(lab.config_path)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        finally:
+            released.set()
+            holder.join()
+        assert result.returncode == expect, result.stderr[-2000:]
+        if owner == "watchdog":
+            assert "waiting for a watchdog to finish a dead run" in result.stderr
+        else:
+            assert "another kasten-bp run holds the lock" in result.stderr

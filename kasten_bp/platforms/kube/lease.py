@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kasten_bp.errors import KastenBpError, LockLost, UsageError
+from kasten_bp.errors import KastenBpError, LockBusy, LockLost, UsageError
 from kasten_bp.platforms.kube.api import Conflict, Kube
 from kasten_bp.platforms.kube.hold_job import own_pod
 from kasten_bp.platforms.kube.resources import LEASES, PODS
@@ -176,10 +176,11 @@ def acquire(
         looks_fresh = renewed is not None and renewed + held_for > clocks.wall()
         if looks_fresh or observed.changes:
             until = micro((renewed or 0.0) + held_for)[:19] + "Z"
-            raise UsageError(
+            raise LockBusy(
                 f"lease {namespace}/{name} is held by {holder} (renewed until {until} by its "
                 "clock): another kasten-bp run is in progress against this cluster; wait for "
-                "it or check `kasten-bp status`"
+                "it or check `kasten-bp status`",
+                str(holder),
             )
         if observed.unchanged_for() >= held_for:
             log.warning("lease %s/%s: taking over the expired lease of %s", namespace, name, holder)
