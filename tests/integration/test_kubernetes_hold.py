@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -25,7 +26,13 @@ from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.states import RunState
 
 from .helpers import LabHandle
-from .kube_fixture import KubeEnv, Sims, create_strimzi_cluster, wait_strimzi_ready
+from .kube_fixture import (
+    KubeEnv,
+    Sims,
+    create_strimzi_cluster,
+    wait_all_deleted,
+    wait_strimzi_ready,
+)
 from .test_kubernetes_strimzi import assert_cluster_back, strimzi_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
@@ -68,6 +75,24 @@ def hook_pod(kube: Kube, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Ite
     monkeypatch.setenv("KASTEN_BP_POD_NAMESPACE", namespace)
     monkeypatch.setenv("KASTEN_BP_POD_NAME", HOOK_POD)
     yield HOOK_POD
+
+
+def run_watchdog_job(kube: Kube, namespace: str, backup_id: str) -> Any:
+    """The kubelet's part (no kubelet exists here): run the container command of the run's
+    watchdog Job, with its environment; returns what it printed as JSON."""
+    job = kube.get(k.JOBS, namespace, job_name(backup_id))
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
+    env.pop("KASTEN_BP_CATALOG")  # the hook pod's S3 catalog is not this test's
+    watchdog = subprocess.run(
+        [*container["command"], "--output", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert watchdog.returncode == 0, watchdog.stderr[-2000:]
+    return json.loads(watchdog.stdout)
 
 
 def written(config: Config, tmp_path: Path) -> Path:
@@ -120,19 +145,8 @@ def test_the_watchdog_jobs_command_puts_the_mirror_back_at_the_deadline(
     config = strimzi_config(kube_env, lab, tmp_path, namespace)
     path = written(config, tmp_path)
     held = Backups(config, config_file=path).quiesce(hold_seconds=10)
-    job = kube.get(k.JOBS, namespace, job_name(held["backup_id"]))
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    # The kubelet's part: run the Job's container command (no kubelet exists here).
-    env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
-    env.pop("KASTEN_BP_CATALOG")  # the hook pod's S3 catalog is not this test's
-    watchdog = subprocess.run(
-        [*container["command"], "--output", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert watchdog.returncode == 0, watchdog.stderr[-2000:]
+    watchdog = run_watchdog_job(kube, namespace, held["backup_id"])
+    assert watchdog["status"] == RunState.FAILED_ROLLED_BACK and watchdog["hold_expired"]
     journal = Backups(config).store.load(held["backup_id"])
     assert journal is not None and journal.hold_expired
     assert journal.state == RunState.FAILED_ROLLED_BACK
@@ -168,28 +182,16 @@ def test_a_backup_killed_with_its_hook_pod_is_finished_by_its_watchdog_job(
                 return journal.backup_id
         return None
 
-    backup_id = wait_for("the backup to stop the mirror's brokers", brokers_stopped, 300)
+    backup_id = wait_for("the backup to stop the mirror's brokers", brokers_stopped, 300, 0.05, 0.1)
     run.send_signal(signal.SIGKILL)  # the eviction: no clean-up of its own
     run.wait(30)
     kube.delete(k.PODS, namespace, hook_pod)
     lease = kube.get(k.LEASES, namespace, "kasten-bp-mirror")["spec"]
     assert f"pod {namespace}/{hook_pod}" in lease["holderIdentity"]  # held by the dead pod
-    job = kube.get(k.JOBS, namespace, job_name(backup_id))
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    # The kubelet's part: run the Job's container command (no kubelet exists here).
-    env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
-    env.pop("KASTEN_BP_CATALOG")  # the hook pod's S3 catalog is not this test's
-    watchdog = subprocess.run(
-        [*container["command"], "--output", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert watchdog.returncode == 0, watchdog.stderr[-2000:]
-    assert json.loads(watchdog.stdout)["status"] == RunState.FAILED_ROLLED_BACK
+    watchdog = run_watchdog_job(kube, namespace, backup_id)
+    assert watchdog["status"] == RunState.FAILED_ROLLED_BACK
     journal = backups.store.load(backup_id)
     assert journal is not None and journal.state == RunState.FAILED_ROLLED_BACK
     assert "crashed run found by its watchdog" in journal.events[-2]["note"]
-    assert kube.find(k.SNAPSHOTS, namespace) == []
+    wait_all_deleted(kube, k.SNAPSHOTS, namespace)  # any begun were deleted
     assert_cluster_back(kube, namespace, sims, lab)
