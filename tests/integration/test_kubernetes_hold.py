@@ -153,7 +153,17 @@ def test_the_watchdog_jobs_command_puts_the_mirror_back_at_the_deadline(
     assert_cluster_back(kube, namespace, sims, lab)
 
 
-def test_a_backup_killed_with_its_hook_pod_is_finished_by_its_watchdog_job(
+# (command, step, its status when the hook pod dies, the run's end). A killed `quiesce`
+# is the issue's report; the kept case proves a complete snapshot survives the kill.
+POD_KILLS = [
+    ("quiesce", "wait_caught_up", "running", RunState.FAILED_ROLLED_BACK),
+    ("backup", "stop_brokers", "done", RunState.FAILED_ROLLED_BACK),
+    ("backup", "snapshot_volumes", "done", RunState.COMPLETED_WITH_WARNINGS),
+]
+
+
+@pytest.mark.parametrize(("command", "step", "status", "final"), POD_KILLS)
+def test_a_run_killed_with_its_hook_pod_is_finished_by_its_watchdog_job(
     kube_env: KubeEnv,
     kube: Kube,
     namespace: str,
@@ -161,37 +171,46 @@ def test_a_backup_killed_with_its_hook_pod_is_finished_by_its_watchdog_job(
     sims: Sims,
     hook_pod: str,
     tmp_path: Path,
+    command: str,
+    step: str,
+    status: str,
+    final: RunState,
 ) -> None:
-    """Issue 27: a hook pod evicted mid-backup. Its watchdog Job (armed before the first
-    step) takes over the run's Lease at once, since the pod that held it is gone, and puts
-    the mirror back; nobody calls `status` or `resume`."""
+    """Issue 27: a hook pod evicted mid-run. Its watchdog Job (armed before the first step)
+    takes over the run's Lease at once, since the pod that held it is gone, and puts the
+    mirror back; nobody calls `status` or `resume`."""
     create_strimzi_cluster(kube, namespace)
     wait_strimzi_ready(kube, namespace)
     config = strimzi_config(kube_env, lab, tmp_path, namespace)
     path = written(config, tmp_path)
     backups = Backups(config)
     run = subprocess.Popen(
-        [sys.executable, "-m", "kasten_bp.cli", "backup", "--config", str(path)],
+        [sys.executable, "-m", "kasten_bp.cli", command, "--config", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
-    def brokers_stopped() -> str | None:
+    def reached() -> str | None:
         for journal in backups.store.all():
-            if any(s.name == "stop_brokers" and s.status == "done" for s in journal.steps):
+            if any(s.name == step and s.status == status for s in journal.steps):
                 return journal.backup_id
         return None
 
-    backup_id = wait_for("the backup to stop the mirror's brokers", brokers_stopped, 300, 0.05, 0.1)
+    backup_id = wait_for(f"the {command} to reach {step} {status}", reached, 300, 0.05, 0.1)
     run.send_signal(signal.SIGKILL)  # the eviction: no clean-up of its own
     run.wait(30)
     kube.delete(k.PODS, namespace, hook_pod)
     lease = kube.get(k.LEASES, namespace, "kasten-bp-mirror")["spec"]
     assert f"pod {namespace}/{hook_pod}" in lease["holderIdentity"]  # held by the dead pod
     watchdog = run_watchdog_job(kube, namespace, backup_id)
-    assert watchdog["status"] == RunState.FAILED_ROLLED_BACK
+    assert watchdog["status"] == final
     journal = backups.store.load(backup_id)
-    assert journal is not None and journal.state == RunState.FAILED_ROLLED_BACK
-    assert "crashed run found by its watchdog" in journal.events[-2]["note"]
-    wait_all_deleted(kube, k.SNAPSHOTS, namespace)  # any begun were deleted
+    assert journal is not None and journal.state == final
+    assert all(d.status == "done" for d in journal.deferred)
+    if final == RunState.FAILED_ROLLED_BACK:
+        assert "crashed run found by its watchdog" in journal.events[-2]["note"]
+        wait_all_deleted(kube, k.SNAPSHOTS, namespace)  # any begun were deleted
+    else:
+        assert "crashed run found by its watchdog" in journal.warnings[0]
+        assert len(kube.find(k.SNAPSHOTS, namespace)) == 3  # the complete snapshot is kept
     assert_cluster_back(kube, namespace, sims, lab)
