@@ -34,11 +34,12 @@ depth, also through an environment override) is refused, naming the key, never t
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -298,6 +299,8 @@ class ConnectConfig(_Strict):
 
 
 class ReplicationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, never a default
+
     policy: Literal["identity", "default"] = "identity"
     source_alias: str = "primary"
     separator: str = "."
@@ -316,6 +319,8 @@ class ReplicationConfig(BaseModel):
 
 
 class BackupConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     head_window: int = Field(64, ge=1, le=100000)
     catch_up_timeout_seconds: float = Field(120, gt=0)
     broker_stop_timeout_seconds: float = Field(90, gt=0)
@@ -366,10 +371,14 @@ class GroupsConfig(_Strict):
 
 
 class LocalPlatformConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     lab_dir: str
 
 
 class KubernetesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     """Where the mirror runs on Kubernetes (platforms strimzi and statefulset)."""
 
     kubeconfig: str | None = None
@@ -389,6 +398,8 @@ class KubernetesConfig(BaseModel):
 
 
 class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     platform: Literal["local", "strimzi", "statefulset"] = "local"
     primary: KafkaEndpoint
     mirror: KafkaEndpoint
@@ -461,7 +472,36 @@ def load_config(path: Path | None) -> Config:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise UsageError(f"config {path}: {unknown_key(first['loc'])}") from None
         raise UsageError(f"config {path}: {where}: {first['msg']}") from None
+
+
+def unknown_key(loc: tuple[int | str, ...]) -> str:
+    """`unknown key kubernetes.snapshot_clas: did you mean snapshot_class?`"""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(str(part))
+        model = _model_of(field.annotation) if field is not None else None
+    where = ".".join(str(p) for p in loc if not isinstance(p, int))
+    valid = sorted(model.model_fields) if model is not None else []
+    near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+    if near:
+        return f"unknown key {where}: did you mean {near[0]}?"
+    return f"unknown key {where} (known here: {', '.join(valid)})"
+
+
+def _model_of(annotation: Any) -> Any:
+    """The pydantic model inside an annotation (`X | None`, `list[X]`), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def write_config(config: Config, path: Path) -> None:

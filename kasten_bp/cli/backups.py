@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from kasten_bp.catalog.base import backup_key
 from kasten_bp.cli.output import Output, OutputOption, emit, show_progress
 from kasten_bp.cli.runner import run_command
 from kasten_bp.config import config_path, load_config
@@ -274,7 +275,7 @@ def register(app: typer.Typer) -> None:
                             "its catalog entry is kept: fix the cause, then run `delete` again"
                         ],
                     }
-                deleted = b.catalog.delete_prefix(f"backups/{backup_id}/")
+                deleted = b.catalog.delete_prefix(backup_key(backup_id, ""))
             return {"backup_id": backup_id, "deleted_keys": deleted, "undeleted": []}
 
         def text(d: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ module's output for `--cluster my-cluster --namespace kafka`; tests keep them eq
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,8 @@ CONFIG_FILE = f"{CONFIG_DIR}/kasten-bp.yaml"
 SERVICE_ACCOUNT = "kasten-bp"
 ARTIFACT = "mirrorBackup"
 BACKUP_ID = "{{ .ArtifactsIn.mirrorBackup.KeyValue.backupId }}"
+# How a shell phase receives the backup id: set in the phase's pod, never in its script.
+BACKUP_ID_ENV = "KASTEN_BP_BACKUP_ID"
 ON_FAILURE_ACTION = "resumeOnFailure"
 # Where each runner looks for Blueprints: K10 only in its own namespace; Kanister's
 # controller in the namespace it was installed in (its Helm chart's default: kanister).
@@ -78,7 +81,12 @@ def _cli(*args: str) -> list[str]:
 
 def _with_output(command: list[str], json_file: str, key: str, field: str) -> list[str]:
     """Run `command`, keep its JSON in `json_file`, and hand `field` to Kanister as the
-    phase output `key` (`kando output`), failing the phase if any of it fails."""
+    phase output `key` (`kando output`), failing the phase if any of it fails.
+
+    The script is a constant: an artifact (the backup id) never goes inside it, where a
+    hostile value would run as shell. It reaches the shell as an environment variable,
+    expanded quoted, and kasten-bp refuses any value that is not a backup id."""
+    words = [f'"${BACKUP_ID_ENV}"' if w == BACKUP_ID else shlex.quote(w) for w in command]
     return [
         "bash",
         "-o",
@@ -86,7 +94,7 @@ def _with_output(command: list[str], json_file: str, key: str, field: str) -> li
         "-o",
         "pipefail",
         "-c",
-        f"{' '.join(command)} > {json_file}\n"
+        f"{' '.join(words)} > {json_file}\n"
         f"kando output {key} \"$(python3 -c 'import json; "
         f'print(json.load(open("{json_file}"))["{field}"])\')"\n',
     ]
@@ -161,12 +169,18 @@ def render(
                         {
                             "name": "container",
                             "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR}],
+                            **artifact_env(cmds[name]),
                         }
                     ],
                 },
                 "command": cmds[name],
             },
         }
+
+    def artifact_env(command: list[str]) -> dict[str, Any]:
+        if command[0] != "bash" or f"${BACKUP_ID_ENV}" not in command[-1]:
+            return {}
+        return {"env": [{"name": BACKUP_ID_ENV, "value": BACKUP_ID}]}
 
     def artifact_out(quiesce: str) -> dict[str, Any]:
         template = f"{{{{ .Phases.{quiesce}.Output.backupId }}}}"

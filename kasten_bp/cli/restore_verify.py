@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from kasten_bp.catalog.base import backup_key
 from kasten_bp.cli.backups import ConfigOption, _backups
 from kasten_bp.cli.output import Output, OutputOption, emit
 from kasten_bp.cli.runner import run_command
@@ -53,7 +54,7 @@ def restored_bootstrap(b: Any, backup_id: str, given: str | None) -> str:
 
 
 def _last_restore_bootstrap(b: Any, backup_id: str) -> str | None:
-    keys = b.catalog.list_keys(f"backups/{backup_id}/restore-")
+    keys = b.catalog.list_keys(backup_key(backup_id, "restore-"))
     # restore-<unix seconds>.json: the newest restore is the cluster to verify
     for key in sorted(keys, key=lambda k: int(k.rsplit("-", 1)[1].split(".")[0]), reverse=True):
         record = b.catalog.read_json(key) or {}
@@ -263,7 +264,7 @@ def register(app: typer.Typer) -> None:
                 report.update(group_section(primary, manifest, bootstrap, compared_with))
                 if report["groups_verdict"] != "consistent":
                     report["verdict"] = "inconsistent"
-            b.catalog.write_json(f"backups/{backup_id}/verify-{int(time.time())}.json", report)
+            b.catalog.write_json(backup_key(backup_id, f"verify-{int(time.time())}.json"), report)
             return report
 
         report = run_command(output, body)
@@ -276,7 +277,7 @@ def _record_restore(b: Any, backup_id: str, started: float, result: dict[str, An
     """The restore's measured duration (the RTO it demonstrated), for the evidence report."""
     ended = time.time()
     b.catalog.write_json(
-        f"backups/{backup_id}/restore-{int(started)}.json",
+        backup_key(backup_id, f"restore-{int(started)}.json"),
         {
             "backup_id": backup_id,
             "platform": b.platform.name,
@@ -307,7 +308,7 @@ def _verify_export(
         where.check_bucket()
         report = check_export(where, manifest, restored_source(b, backup_id, 300))
         b.catalog.write_json(
-            f"backups/{backup_id}/export-verify-{report['export_id']}-{int(time.time())}.json",
+            backup_key(backup_id, f"export-verify-{report['export_id']}-{int(time.time())}.json"),
             report,
         )
         return report

@@ -153,3 +153,44 @@ def test_policies_round_trip(policy: str) -> None:
     rep = ReplicationConfig.model_validate({"policy": policy})
     for topic in ("a", "orders.v2", "x-y_z"):
         assert rep.primary_topic(rep.mirror_topic(topic)) == topic
+
+
+# Strict config (issue 28, point 4): a typo is one line naming the key and the nearest
+# valid one, never a silent default.
+@pytest.mark.parametrize(
+    ("section", "typo", "told"),
+    [
+        (None, "catalg", "unknown key catalg: did you mean catalog?"),
+        ("backup", "head_windw", "unknown key backup.head_windw: did you mean head_window?"),
+        ("replication", "polcy", "unknown key replication.polcy: did you mean policy?"),
+        ("local", "lab_dri", "unknown key local.lab_dri: did you mean lab_dir?"),
+        (
+            "kubernetes",
+            "snapshot_clas",
+            "unknown key kubernetes.snapshot_clas: did you mean snapshot_class?",
+        ),
+        ("connect", "urll", "unknown key connect.urll: did you mean url?"),
+        ("primary", "zzz", "unknown key primary.zzz (known here: "),
+    ],
+)
+def test_an_unknown_key_is_named_with_the_nearest_valid_one(
+    tmp_path: Path, section: str | None, typo: str, told: str
+) -> None:
+    data = {**VALID, "kubernetes": {"namespace": "kafka", "cluster": "mirror"}}
+    if section is None:
+        data[typo] = "x"
+    else:
+        data[section] = {**data.get(section, {}), typo: "x"}  # type: ignore[dict-item]
+    path = write(tmp_path, data)
+    with pytest.raises(UsageError) as err:
+        load_config(path)
+    assert err.value.exit_code == 2
+    assert one_line(err.value).startswith(f"config {path}: {told}")
+
+
+def test_an_upper_case_s3_scheme_is_an_s3_catalog_never_a_directory(tmp_path: Path) -> None:
+    from kasten_bp.catalog.base import open_catalog
+    from kasten_bp.catalog.s3 import S3Catalog
+
+    catalog = open_catalog("S3://bucket/prefix")
+    assert isinstance(catalog, S3Catalog) and catalog.url == "s3://bucket/prefix"
