@@ -289,6 +289,19 @@ class ConnectConfig(_Strict):
     connectors: list[str]
     ssl: SslConfig | None = None
     basic_auth: BasicAuth | None = None
+    # Basic auth sends the password in every request: over http:// anyone on the path
+    # reads it. Refused unless a person says the network is theirs.
+    allow_insecure_auth: bool = False
+
+    @model_validator(mode="after")
+    def _auth_over_tls(self) -> ConnectConfig:
+        insecure = not self.url.lower().startswith("https://")
+        if self.basic_auth is not None and insecure and not self.allow_insecure_auth:
+            raise ValueError(
+                f"basic_auth over {self.url} would send its password in clear: use an "
+                "https:// url, or set connect.allow_insecure_auth: true"
+            )
+        return self
 
     def check(self) -> None:
         """Every named secret and file readable now: UsageError (exit 2) naming what is not."""

@@ -20,13 +20,17 @@ from kasten_bp.errors import UsageError
 
 DEFAULT_HOLD_SECONDS = 15 * 60
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+_PIECE = re.compile(r"(\d+(?:\.\d+)?)([hms]?)")
 
 
 def parse_duration(text: str) -> float:
     """'90', '90s', '15m', '1h', '1h30m' -> seconds."""
-    parts = re.fullmatch(r"\s*((?:\d+(?:\.\d+)?[hms]?)+)\s*", text)
-    pieces = re.findall(r"(\d+(?:\.\d+)?)([hms]?)", text) if parts else []
-    if not pieces or (len(pieces) > 1 and any(u == "" for _, u in pieces)):
+    # One left-to-right pass (no nested repetition to backtrack over): the pieces must
+    # cover the whole text, and only a lone number may go without a unit.
+    stripped = text.strip()
+    pieces = [(m.group(1), m.group(2)) for m in _PIECE.finditer(stripped)]
+    covered = "".join(n + u for n, u in pieces) == stripped
+    if not covered or not pieces or (len(pieces) > 1 and any(u == "" for _, u in pieces)):
         raise UsageError(f"--hold-timeout {text!r} is not a duration (e.g. 30s, 15m, 1h)")
     seconds = sum(float(n) * _UNITS[u] for n, u in pieces)
     if seconds <= 0:

@@ -17,6 +17,7 @@ from kasten_bp.cli.restore_verify import (
     say,
 )
 from kasten_bp.cli.runner import run_command
+from kasten_bp.errors import UsageError
 
 app = typer.Typer(help="Consumer groups: where they resume on a restored cluster.")
 
@@ -51,8 +52,26 @@ def render_plan(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _refuse_live_clusters(bootstrap: str, config: Any) -> None:
+    """`groups apply` commits offsets: never onto the primary or the live mirror, where it
+    would move the consumers of production (issue 28)."""
+    target = {a.strip().lower() for a in bootstrap.split(",") if a.strip()}
+    for name, endpoint in (("primary", config.primary), ("mirror", config.mirror)):
+        live = {a.strip().lower() for a in endpoint.bootstrap.split(",") if a.strip()}
+        if target & live:
+            raise UsageError(
+                f"--restored {bootstrap} is the {name} cluster ({endpoint.bootstrap}): groups "
+                "apply commits offsets only onto a restored cluster"
+            )
+
+
 def _plan(
-    config: Path | None, backup_id: str, restored: str | None, group: list[str], against: str
+    config: Path | None,
+    backup_id: str,
+    restored: str | None,
+    group: list[str],
+    against: str,
+    writes: bool = False,
 ) -> Any:
     from kasten_bp import groups
     from kasten_bp.against import check_against, resolve
@@ -61,6 +80,8 @@ def _plan(
     b = _backups(config)
     manifest = _completed_manifest(b, backup_id)
     bootstrap = restored_bootstrap(b, backup_id, restored)
+    if writes:
+        _refuse_live_clusters(bootstrap, b.config)
     primary = b.config.primary.bootstrap
     compared_with, _ = resolve(against, primary, b.config.verify.primary_timeout_seconds, say)
     if group:
@@ -108,7 +129,7 @@ def apply(
     def body() -> dict[str, Any]:
         from kasten_bp import groups
 
-        the_plan = _plan(config, backup_id, restored, group, against)
+        the_plan = _plan(config, backup_id, restored, group, against, writes=not dry_run)
         return groups.apply(the_plan, dry_run).model_dump(mode="json")
 
     emit(run_command(output, body), output, render_plan)

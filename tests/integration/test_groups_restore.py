@@ -166,3 +166,28 @@ def test_plan_json_names_the_fields_scripts_rely_on(
     # is never ahead of the exact position (it may be behind: at-least-once).
     assert committed(bootstrap, group, [(topic, 0)]) == before
     assert all(offset <= p["restored_offset"] for offset in before.values())
+
+
+def test_apply_refuses_the_primary_and_the_live_mirror(lab: LabHandle) -> None:
+    """`groups apply` commits offsets (issue 28): pointed at the primary or the live mirror
+    it would move production's consumers; it refuses in one line and commits nothing."""
+    topic = f"cg-{uuid.uuid4().hex[:8]}"
+    group = f"live-{uuid.uuid4().hex[:6]}"
+    admin.create_topic(lab.primary, topic, 1)
+    producing.produce(
+        lab.primary, [Record(topic, 0, -1, 0, None, f"v{i}".encode(), ()) for i in range(6)]
+    )
+    lab_consume(lab, group, topic, 2)
+    wait_mirrored(lab.primary, lab.mirror, topic)
+    backup = cli_json(lab, "backup", "--group", group)
+    before = committed(lab.primary, group, [(topic, 0)])
+    for name, bootstrap in (("primary", lab.primary), ("mirror", lab.mirror)):
+        one = bootstrap.split(",")[-1]  # any one of its addresses is that cluster
+        refused = cli_with_json(lab, "groups", "apply", backup["backup_id"], "--restored", one)
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+        assert errors == [
+            f"error: --restored {one} is the {name} cluster ({bootstrap}): groups apply "
+            "commits offsets only onto a restored cluster"
+        ]
+    assert committed(lab.primary, group, [(topic, 0)]) == before

@@ -35,3 +35,12 @@ def test_a_hold_saved_without_its_deadline_ends_the_default_time_after_that_save
     assert hold_deadline(None, saved.isoformat(timespec="milliseconds")) == (
         saved.timestamp() + DEFAULT_HOLD_SECONDS
     )
+
+
+@pytest.mark.timeout(30)
+def test_a_long_hostile_duration_is_refused_at_once() -> None:
+    """The parser is one pass (issue 28): the old nested pattern took about 4x longer per
+    two more digits (18 digits: 0.055 s), so 60 digits would have outlived this test."""
+    with pytest.raises(UsageError, match="is not a duration"):
+        parse_duration("1" * 60 + "x")
+    assert parse_duration("1" * 30 + "s") == float("1" * 30)

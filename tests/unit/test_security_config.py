@@ -546,7 +546,7 @@ def test_connect_wrong_key_password_is_a_usage_error(
 def test_connect_unset_basic_auth_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CONNECT_PW", raising=False)
     connect = ConnectConfig(
-        url="http://c:8083",
+        url="https://c:8083",
         connectors=[],
         basic_auth=BasicAuth(username="u", password_env="CONNECT_PW"),
     )
@@ -699,3 +699,18 @@ def test_connect_tls_from_secrets(
     context = ssl_context(tls)
     assert isinstance(context, ssl.SSLContext)
     assert any(c.get("serialNumber") == "01" for c in context.get_ca_certs())
+
+
+def test_connect_basic_auth_over_plain_http_is_refused_unless_allowed(tmp_path: Path) -> None:
+    """Basic auth sends the password in every request (issue 28): only over https://, or
+    where a person set connect.allow_insecure_auth."""
+    auth = {"username": "u", "password_env": "CONNECT_PW"}
+    plain = {"url": "http://127.0.0.1:8083", "connectors": ["a"], "basic_auth": auth}
+    with pytest.raises(UsageError) as err:
+        load_config(write(tmp_path, with_(connect=plain)))
+    assert err.value.exit_code == 2
+    assert "basic_auth over http://127.0.0.1:8083 would send its password in clear" in str(
+        err.value
+    )
+    allowed = load_config(write(tmp_path, with_(connect={**plain, "allow_insecure_auth": True})))
+    assert allowed.connect.basic_auth == BasicAuth(username="u", password_env="CONNECT_PW")
