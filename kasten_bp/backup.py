@@ -143,7 +143,13 @@ class Backups:
         if self.config_file is None:
             return
         command = watchdog_command(self.config_file, journal.backup_id)
-        journal.hold_watchdog = self.platform.arm_hold(journal.backup_id, command)
+        try:
+            journal.hold_watchdog = self.platform.arm_hold(journal.backup_id, command)
+        except Exception as exc:
+            # No watchdog, no run: nothing has acted yet, so the run is closed as rolled
+            # back (a refusal such as a 403 stays a usage error, exit 2; else exit 3).
+            self._engine(journal).rollback(exc, note="its watchdog could not be started")
+            raise  # pragma: no cover - rollback always raises
         self.store.save(journal)
 
     def _disarm_when_done(self, journal: Journal) -> None:

@@ -19,9 +19,11 @@ import yaml
 
 from kasten_bp.backup import Backups
 from kasten_bp.config import Config
+from kasten_bp.errors import RunFailed, UsageError
 from kasten_bp.platforms.kube import resources as k
 from kasten_bp.platforms.kube.api import Kube
-from kasten_bp.platforms.kube.hold_job import job_name
+from kasten_bp.platforms.kube.hold_job import hold_job, job_name
+from kasten_bp.platforms.strimzi import PAUSE
 from kasten_bp.waiting import wait_for
 from kasten_bp.workflow.states import RunState
 
@@ -214,3 +216,73 @@ def test_a_run_killed_with_its_hook_pod_is_finished_by_its_watchdog_job(
         assert "crashed run found by its watchdog" in journal.warnings[0]
         assert len(kube.find(k.SNAPSHOTS, namespace)) == 3  # the complete snapshot is kept
     assert_cluster_back(kube, namespace, sims, lab)
+
+
+def test_the_watchdog_pod_is_admitted_under_pod_security_restricted(kube: Kube) -> None:
+    """Issue 28: the watchdog Job's pod sets the restricted container securityContext and
+    resources, whatever the hook pod's container said, so the REAL PodSecurity admission of
+    a `restricted` namespace admits it; the hook pod as written is refused there."""
+    namespace = f"kbp-restricted-{os.urandom(3).hex()}"
+    kube.create(
+        k.NAMESPACES,
+        None,
+        {
+            "metadata": {
+                "name": namespace,
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            }
+        },
+    )
+    hook = {
+        "metadata": {"name": HOOK_POD},
+        "spec": {
+            "serviceAccountName": "kasten-bp",
+            "containers": [
+                {
+                    "name": "container",
+                    "image": HOOK_IMAGE,
+                    "volumeMounts": [{"name": "config", "mountPath": "/etc/kasten-bp"}],
+                }
+            ],
+            "volumes": [{"name": "config", "configMap": {"name": "kasten-bp-mirror"}}],
+        },
+    }
+    with pytest.raises(UsageError, match="forbidden: cannot create pods"):
+        kube.create(k.PODS, namespace, hook)  # the control: admission does enforce
+    job = hold_job(hook, "bk-20261208T000000Z-abcd", ["kasten-bp", "hold-expire"])
+    template = job["spec"]["template"]
+    created = kube.create(
+        k.PODS, namespace, {"metadata": {"name": "watchdog"}, "spec": template["spec"]}
+    )
+    (container,) = created["spec"]["containers"]
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["resources"]["limits"]["memory"] == "256Mi"
+
+
+def test_a_quiesce_whose_watchdog_cannot_be_made_fails_before_acting(
+    kube_env: KubeEnv,
+    kube: Kube,
+    namespace: str,
+    lab: LabHandle,
+    sims: Sims,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 28: no watchdog, no hold. A hook pod the API server does not know (so no Job
+    can be made like it) fails the quiesce, rolled back (exit 3), before anything acted."""
+    create_strimzi_cluster(kube, namespace)
+    wait_strimzi_ready(kube, namespace)
+    monkeypatch.setenv("KASTEN_BP_POD_NAMESPACE", namespace)
+    monkeypatch.setenv("KASTEN_BP_POD_NAME", "kanister-job-gone")
+    config = strimzi_config(kube_env, lab, tmp_path, namespace)
+    backups = Backups(config, config_file=written(config, tmp_path))
+    mm2_before = kube.get(k.MIRRORMAKER2S, namespace, "mm2")["spec"]
+    with pytest.raises(RunFailed, match="failed and was rolled back: pod .*kanister-job-gone"):
+        backups.quiesce(hold_seconds=600)
+    (journal,) = backups.store.all()
+    assert journal.state == RunState.FAILED_ROLLED_BACK
+    assert all(s.status == "pending" for s in journal.steps)  # nothing acted
+    kafka = kube.get(k.KAFKAS, namespace, "mirror")
+    assert PAUSE not in (kafka["metadata"].get("annotations") or {})
+    assert [p["metadata"]["name"] for p in kube.find(k.PODSETS, namespace)] == ["mirror-dual"]
+    assert kube.get(k.MIRRORMAKER2S, namespace, "mm2")["spec"] == mm2_before  # never stopped

@@ -18,6 +18,20 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # Kubernetes mounts each pod's own token here; the Job's pod gets its own.
 TOKEN_VOLUME_PREFIX = "kube-api-access-"
 HOLD_JOB_ACCESS = r.access(r.PODS, "get") + r.access(r.JOBS, "create", "get", "delete")
+# Pod Security "restricted" admits the watchdog's pod only with these, whatever the hook
+# pod's container said (issue 28): a watchdog that admission refuses never runs.
+RESTRICTED_CONTAINER = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# Small and bounded, so that a ResourceQuota that requires them admits it: the watchdog
+# sleeps, polls the catalog and, once, puts the mirror back.
+WATCHDOG_RESOURCES = {
+    "requests": {"cpu": "50m", "memory": "128Mi"},
+    "limits": {"memory": "256Mi"},
+}
 
 
 def own_pod() -> tuple[str, str] | None:
@@ -62,6 +76,11 @@ def hold_job(pod: dict[str, Any], backup_id: str, command: list[str]) -> dict[st
                 "env": container.get("env") or [],
                 "envFrom": container.get("envFrom") or [],
                 "volumeMounts": [m for m in container.get("volumeMounts") or [] if not_token(m)],
+                "securityContext": {
+                    **(container.get("securityContext") or {}),
+                    **RESTRICTED_CONTAINER,
+                },
+                "resources": container.get("resources") or WATCHDOG_RESOURCES,
             }
         ],
         "volumes": [v for v in spec.get("volumes") or [] if not_token(v)],
