@@ -109,7 +109,12 @@ def _reap(pid: int) -> None:
 
 def all_under(root: Path) -> list[Supervised]:
     """Every process started anywhere under `root` (lab clusters, restored clusters)."""
-    return [
-        Supervised(p.name[: -len(PID_SUFFIX)], p, p.with_suffix(".out"))
-        for p in sorted(root.rglob(f"*{PID_SUFFIX}"))
+    # os.walk, not Path.rglob: a broker deleting a partition's directory while we look
+    # must not fail the walk (rglob raised FileNotFoundError at a lab's `down` in CI).
+    found = [
+        Path(folder) / name
+        for folder, _, names in os.walk(root)
+        for name in names
+        if name.endswith(PID_SUFFIX)
     ]
+    return [Supervised(p.name[: -len(PID_SUFFIX)], p, p.with_suffix(".out")) for p in sorted(found)]

@@ -48,3 +48,14 @@ def test_the_ephemeral_range_is_read_from_the_kernel_file(tmp_path: Path) -> Non
     f.write_text("40000\t60999\n")
     assert ports.ephemeral_low(f) == 40000
     assert ports.ephemeral_low(tmp_path / "absent") == 32768
+
+
+def test_the_lab_finds_its_processes_in_nested_folders(tmp_path: Path) -> None:
+    from kasten_bp.lab.processes import PID_SUFFIX, all_under
+
+    (tmp_path / "mirror" / "broker-1").mkdir(parents=True)
+    (tmp_path / "mirror" / "broker-1" / f"kafka{PID_SUFFIX}").write_text("1\n")
+    (tmp_path / "connect").mkdir()
+    (tmp_path / "connect" / f"connect{PID_SUFFIX}").write_text("2\n")
+    assert sorted(p.name for p in all_under(tmp_path)) == ["connect", "kafka"]
+    assert all_under(tmp_path / "gone") == []  # a folder removed meanwhile is no error
