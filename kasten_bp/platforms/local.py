@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from kasten_bp.manifest import Manifest, SnapshotRef
 from kasten_bp.platforms.base import BrokerInfo, MirrorMakerControl
 from kasten_bp.platforms.mm2_rest import ConnectRestMirrorMaker
 from kasten_bp.platforms.watchdog_process import start_watchdog, stop_watchdog
+
+DELETE_RETRY_SECONDS = 30.0
 
 
 class LocalPlatform:
@@ -162,8 +165,15 @@ class LocalPlatform:
             if os.path.lexists(path):
                 left.append(f"{path}: {exc_info[1]}")
 
-        shutil.rmtree(self.snapshot_dir(backup_id), onerror=failed)
-        return left
+        # A killed run's `cp` children outlive it and may still be writing into the copy:
+        # delete again until nothing is left, for a bounded time, before reporting.
+        deadline = time.monotonic() + DELETE_RETRY_SECONDS
+        while True:
+            left.clear()
+            shutil.rmtree(self.snapshot_dir(backup_id), onerror=failed)
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.5)
 
     # --- restore ------------------------------------------------------------------------
 
