@@ -3,10 +3,12 @@ broker's log dir; a snapshot is a copy of it (copy-on-write where the file syste
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -167,6 +169,7 @@ class LocalPlatform:
 
         # A killed run's `cp` children outlive it and may still be writing into the copy:
         # delete again until nothing is left, for a bounded time, before reporting.
+        _kill_copies_into(self.snapshot_dir(backup_id))
         deadline = time.monotonic() + DELETE_RETRY_SECONDS
         while True:
             left.clear()
@@ -247,6 +250,21 @@ class LocalPlatform:
         cluster = state.restored.get(backup_id)
         if cluster is not None:
             kraft.stop_brokers(cluster.brokers)
+
+
+def _kill_copies_into(folder: Path) -> None:
+    """SIGKILL any `cp` still copying into `folder`: a killed run's children outlive it."""
+    needle = str(folder).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0] == b"cp" and any(needle in a for a in argv[1:]):
+            with contextlib.suppress(OSError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def copy_tree(source: Path, target: Path) -> None:
