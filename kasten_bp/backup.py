@@ -172,7 +172,7 @@ class Backups:
         if journal.state == RunState.HELD:
             try:
                 return self.expire_hold(backup_id)
-            except UsageError:
+            except LockBusy:
                 return None  # the lock is held: `snapshot` or `resume` is at work
         if owner_alive(journal.owner):
             return None
@@ -185,7 +185,7 @@ class Backups:
                 with contextlib.suppress(RunFailed):
                     self._engine(journal).recover(note=note)
                 return self.summary(journal, [])
-        except UsageError:
+        except LockBusy:
             return None  # the lock is held: by the owner, alive after all, or a person
 
     # --- recovery -----------------------------------------------------------------------
