@@ -412,7 +412,7 @@ class Backups:
         try:
             with self.lock("status"):
                 recovered = self.recover_crashed()
-        except UsageError:
+        except LockBusy:
             recovered = []  # a live run holds the lock: report, do not touch
         everyone = self.store.all()
         runs = [j for j in everyone if self.ours(j)]
